@@ -1,0 +1,95 @@
+"""Settings: the one place that reads the environment (prefix `QA_`, or a `.env` file).
+
+Built once at the edge (CLI, server start-up) and passed down as an object. CLI options
+mirror these fields one to one (`--chunk-tokens` <-> `QA_CHUNK_TOKENS` <-> `chunk_tokens`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qa.errors import ConfigError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Every knob of `qa`, with the defaults of the offline demo."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QA_", env_file=".env", extra="forbid", frozen=True
+    )
+
+    # Where things are.
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+
+    # Chunking (token counts in the `encoding` below).
+    encoding: str = "cl100k_base"
+    chunk_tokens: int = Field(200, ge=16, le=8192)
+    chunk_overlap: int = Field(30, ge=0)
+
+    # Embeddings.
+    embedding_model: str = DEFAULT_MODEL
+    embedding_batch_size: int = Field(32, ge=1, le=4096)
+    device: str = "cpu"
+
+    # Vector index: "auto" picks exact search for small corpora, HNSW past the threshold.
+    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    auto_index_threshold: int = Field(200_000, ge=1)
+    hnsw_m: int = Field(32, ge=4, le=256)
+    hnsw_ef_search: int = Field(128, ge=1)
+    ivf_nprobe: int = Field(32, ge=1)
+
+    # Retrieval and answering.
+    top_k: int = Field(5, ge=1, le=100)
+    answerer: str = "extractive"
+    abstain_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    context_tokens: int = Field(1500, ge=64)
+
+    # OpenAI-compatible LLM answerer.
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_model: str = "local"
+    llm_api_key: SecretStr | None = None
+    llm_timeout: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(512, ge=1)
+
+    # HTTP server.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    max_question_chars: int = Field(2000, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment plus explicit overrides (None values are ignored).
+
+    Validation problems become a ConfigError naming the field and the fix.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(
+            f"Invalid settings: {problems}. Fix the option or the QA_* environment variable."
+        ) from None

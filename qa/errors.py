@@ -1,0 +1,67 @@
+"""The one exception hierarchy of `qa`; the CLI and the HTTP API map it at the edge.
+
+    QAError                     every error a user can cause or fix
+    ├── ConfigError             a setting has a bad value            (HTTP 400/500)
+    ├── CorpusError             the corpus folder is missing/empty   (HTTP 503)
+    ├── IndexNotFoundError      no index where one was expected      (HTTP 503)
+    ├── IndexMismatchError      the index was built with other settings (HTTP 503)
+    ├── UnknownAnswererError    an answerer name nobody registered   (HTTP 400)
+    ├── InvalidQuestionError    empty or over-long question          (HTTP 422)
+    ├── DocumentNotFoundError   no document with that id             (HTTP 404)
+    └── BackendError            the LLM server is down or erred      (HTTP 502)
+        └── BackendTimeoutError it did not answer in time            (HTTP 504)
+
+Messages name the bad value and say what to do. Any other exception is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class QAError(Exception):
+    """Base class of every error `qa` raises on purpose."""
+
+
+class ConfigError(QAError):
+    """A setting has a value that cannot work."""
+
+
+class CorpusError(QAError):
+    """The corpus folder is missing, empty, or holds no readable document."""
+
+
+class IndexNotFoundError(QAError):
+    """There is no index at the given folder."""
+
+
+class IndexMismatchError(QAError):
+    """The index on disk was built with settings that differ from the current ones."""
+
+
+class UnknownAnswererError(QAError):
+    """No answerer is registered under that name."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        self.available = sorted(available)
+        super().__init__(
+            f"Unknown answerer {name!r}. Available: {', '.join(self.available)}. "
+            "Run `qa answerers` to list them."
+        )
+
+
+class InvalidQuestionError(QAError):
+    """The question is empty or too long."""
+
+
+class DocumentNotFoundError(QAError):
+    """No document with that id is in the index."""
+
+
+class BackendError(QAError):
+    """The answer backend (an LLM server) failed or is unreachable."""
+
+
+class BackendTimeoutError(BackendError):
+    """The answer backend did not answer in time."""

@@ -1,0 +1,142 @@
+"""Frozen data types that flow between the stages of the pipeline.
+
+corpus -> Document -> Chunk -> (vectors, store) ; question -> Passage[] -> Answerer -> Answer.
+Every type here is immutable; collections are tuples so that "frozen" really means frozen.
+`to_dict()` gives the documented JSON shape (the same for the CLI's --json and the HTTP API).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document as loaded from the corpus folder.
+
+    `pages` holds the char offset where each page starts (PDFs only), so a char offset
+    maps back to a 1-based page number with `page_at`.
+    """
+
+    id: str
+    title: str
+    text: str
+    source: str
+    content_hash: str
+    pages: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page holding char `offset`, or None when the document has no pages."""
+        if not self.pages:
+            return None
+        page = 1
+        for i, start in enumerate(self.pages):
+            if start <= offset:
+                page = i + 1
+            else:
+                break
+        return page
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A token-bounded span of a document: `document.text[start:end] == text`."""
+
+    id: str
+    doc_id: str
+    title: str
+    text: str
+    start: int
+    end: int
+    n_tokens: int
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its score and 1-based rank (the n of an `[n]` citation)."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.chunk
+        return {
+            "n": self.rank,
+            "chunk_id": c.id,
+            "doc_id": c.doc_id,
+            "title": c.title,
+            "text": c.text,
+            "score": round(float(self.score), 6),
+            "start": c.start,
+            "end": c.end,
+            "page": c.page,
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A quoted span of a source document backing a claim; offsets are in the document."""
+
+    n: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    quote: str
+    start: int
+    end: int
+    page: int | None
+    supported: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "chunk_id": self.chunk_id,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "quote": self.quote,
+            "start": self.start,
+            "end": self.end,
+            "page": self.page,
+            "supported": self.supported,
+        }
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier message of a conversation."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an answerer returns; the pipeline fills in timings and the standalone question."""
+
+    question: str
+    answer: str
+    answerer: str
+    standalone_question: str = ""
+    short_answer: str | None = None
+    abstained: bool = False
+    abstain_reason: str | None = None
+    citations: tuple[Citation, ...] = ()
+    passages: tuple[Passage, ...] = ()
+    timings_ms: tuple[tuple[str, float], ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question or self.question,
+            "answer": self.answer,
+            "short_answer": self.short_answer,
+            "abstained": self.abstained,
+            "abstain_reason": self.abstain_reason,
+            "citations": [c.to_dict() for c in self.citations],
+            "passages": [p.to_dict() for p in self.passages],
+            "answerer": self.answerer,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms},
+        }

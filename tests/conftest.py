@@ -1,0 +1,70 @@
+"""Shared fixtures: the real embedding model and a real index of the demo corpus, built once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qa.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CORPUS = ROOT / "corpus"
+DEMO_DOC_ID = "china-blockchain-policy-2017-2019.txt"
+DEMO_QUESTIONS = ROOT / "bench" / "demo_questions.jsonl"
+SHARED_EVAL = ROOT.parent / "shared" / "eval"
+
+# Tests see only the settings they pass; a developer's QA_* variables must not leak in.
+for _name in [n for n in os.environ if n.startswith("QA_")]:
+    del os.environ[_name]
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def in_ci() -> bool:
+    """True under CI, where a missing dependency must fail rather than skip."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip (locally) or fail (in CI) when a test's real dependency is missing."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"missing dependency under CI: {what}")
+    pytest.skip(f"missing dependency: {what}")
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    """The real all-MiniLM-L6-v2 embedder, loaded once for the whole run."""
+    from qa.embedding import get_embedder
+
+    return get_embedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def demo_settings(tmp_path_factory: pytest.TempPathFactory, embedder) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings pointing at a fresh index of the demo corpus, built once per run."""
+    from qa.indexing import build_index
+
+    index_dir = tmp_path_factory.mktemp("demo") / "index"
+    settings = load_settings(corpus_dir=DEMO_CORPUS, index_dir=index_dir, _env_file=None)
+    build_index(settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(demo_settings: Settings):  # type: ignore[no-untyped-def]
+    """A loaded Pipeline over the demo index."""
+    from qa.pipeline import Pipeline
+
+    return Pipeline.load(demo_settings)
+
+
+@pytest.fixture
+def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Run a test from an empty folder (so default corpus/ and index/ are its own)."""
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
