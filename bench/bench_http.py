@@ -1,0 +1,181 @@
+"""HTTP benchmark: `qa serve` start-up to /readyz, then POST /ask latency under concurrent load.
+
+Runs the real `qa serve` in a subprocess on a free loopback port (the extractive answerer, the
+demo corpus, an index in a temporary folder), then drives /ask with an async httpx loop at 1, 8
+and 32 concurrent clients: p50/p95/p99 latency, throughput and errors. Writes bench/out/http.json.
+
+    .venv/bin/python bench/bench_http.py [--requests 400] [--clients 1 8 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ROOT / "bench" / "demo_questions.jsonl"
+OUT = ROOT / "bench" / "out" / "http.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_serve(index_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    qa = Path(sys.executable).parent / "qa"
+    cmd = (
+        [str(qa)]
+        if qa.exists()
+        else [sys.executable, "-c", "import sys; from qa.cli import main; sys.exit(main())"]
+    )
+    cmd += ["serve", "--corpus", str(ROOT / "corpus"), "--index", str(index_dir)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hang dumps every thread's stack to the log
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
+def time_to_ready(index_dir: Path, log: Path) -> tuple[float, subprocess.Popen[bytes], str]:
+    """Seconds from starting `qa serve` to /readyz == 200, the process, and its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    proc = start_serve(index_dir, port, log)
+    try:
+        with httpx.Client(timeout=5) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"qa serve exited with {proc.returncode}; see {log}")
+                try:
+                    if client.get(url + "/readyz").status_code == 200:
+                        return time.perf_counter() - t0, proc, url
+                except httpx.TransportError:
+                    pass
+                if time.perf_counter() - t0 > 300:
+                    proc.send_signal(signal.SIGABRT)
+                    proc.wait(timeout=15)
+                    raise SystemExit(f"qa serve not ready after 300 s; stacks in {log}")
+                time.sleep(0.05)
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def load(url: str, questions: list[str], clients: int, total: int) -> dict[str, Any]:
+    """`total` POST /ask requests from `clients` concurrent workers."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    counter = iter(range(total))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def worker() -> None:
+            for i in counter:
+                body = {"question": questions[i % len(questions)]}
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/ask", json=body)
+                    ok = r.status_code == 200
+                    if not ok:
+                        errors.append(f"{r.status_code}: {r.text[:120]}")
+                except httpx.HTTPError as exc:
+                    ok = False
+                    errors.append(repr(exc))
+                if ok:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    q = (
+        statistics.quantiles(latencies, n=100, method="inclusive")
+        if len(latencies) > 1
+        else [0] * 99
+    )
+    return {
+        "clients": clients,
+        "requests": total,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "p50_ms": round(q[49], 2),
+        "p95_ms": round(q[94], 2),
+        "p99_ms": round(q[98], 2),
+        "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+        "throughput_rps": round(len(latencies) / wall, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
+    questions = [q for q in questions if q.strip()]
+    load_before = os.getloadavg()[0]  # other work on the machine skews every number here
+    tmp = Path(tempfile.mkdtemp(prefix="qa-bench-http-"))
+    log = tmp / "serve.log"
+    cold, proc, _ = time_to_ready(tmp / "index", log)  # builds the index first
+    stop(proc)
+    print(f"ready after building the index: {cold:.2f} s", flush=True)
+    warm, proc, url = time_to_ready(tmp / "index", log)
+    print(f"ready with the index: {warm:.2f} s", flush=True)
+    try:
+        asyncio.run(load(url, questions, 4, 40))  # warm-up, not measured
+        runs = []
+        for clients in args.clients:
+            runs.append(asyncio.run(load(url, questions, clients, args.requests)))
+            print(f"{clients} clients done", flush=True)
+    finally:
+        stop(proc)
+    shutil.rmtree(tmp, ignore_errors=True)  # kept (with serve.log) when something failed
+    result = {
+        "answerer": "extractive",
+        "corpus": "corpus/ (demo)",
+        "questions": len(questions),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+        "serve_to_ready_s": {"existing_index": round(warm, 2), "building_index": round(cold, 2)},
+        "ask": runs,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(f"qa serve -> /readyz 200: {warm:.2f} s with an index, {cold:.2f} s building it first")
+    print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
+          f"{'p99 ms':>8} {'req/s':>7}")  # fmt: skip
+    for r in runs:
+        print(f"{r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['p50_ms']:>8.1f} "
+              f"{r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f}")  # fmt: skip
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

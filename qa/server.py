@@ -1,0 +1,73 @@
+"""`qa serve`: the app under uvicorn, with the index and models loaded once in the background.
+
+The socket opens at once, so /healthz answers while the index loads (or is first built from
+the corpus, with progress in the log); /readyz and the API say 503 with the reason until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from fastapi import FastAPI
+
+from qa.config import Settings
+from qa.errors import QAError
+
+log = logging.getLogger(__name__)
+
+
+def load_in_background(
+    app: FastAPI, settings: Settings, *, build_if_missing: bool = True
+) -> threading.Thread:
+    """Start loading the pipeline for `app` in a thread; the app turns ready when it is done."""
+    from qa.api import app_state
+
+    state = app_state(app)
+
+    def run() -> None:
+        from qa.pipeline import Pipeline
+
+        t0 = time.perf_counter()
+        log.info("Loading the index from %s/ ...", settings.index_dir)
+        try:
+            pipeline = Pipeline.load(settings, build_if_missing=build_if_missing, progress=True)
+            pipeline.answerer()  # create the default answerer now, not on the first question
+        except QAError as exc:
+            log.error("Cannot answer questions: %s", exc)
+            state.failed(f"{exc} Then restart `qa serve`.")
+            return
+        except Exception:
+            log.exception("Loading the index failed")
+            state.failed("Loading the index failed with an internal error; see the server log.")
+            raise
+        state.ready(pipeline)
+        documents, chunks = state.counts
+        log.info(
+            "Ready in %.1fs: %d documents, %d chunks, answerer %r.",
+            time.perf_counter() - t0,
+            documents,
+            chunks,
+            settings.answerer,
+        )
+
+    thread = threading.Thread(target=run, name="qa-load", daemon=True)
+    thread.start()
+    return thread
+
+
+def serve(settings: Settings) -> None:
+    """Run the chat page and the HTTP API on settings.host:settings.port until interrupted."""
+    # Import the heavy libraries here, on the main thread, before any other thread imports:
+    # torch imported from the loader thread while uvicorn imports too has been seen to hang.
+    import faiss  # noqa: F401
+    import sentence_transformers  # noqa: F401
+    import uvicorn
+
+    from qa.api import create_app
+
+    app = create_app(settings)
+    load_in_background(app, settings)
+    log.info("Chat page: http://%s:%d/  (API docs at /docs)", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -1,0 +1,86 @@
+"""Test helpers: a real uvicorn server on a free loopback port, and demo indexes in tmp folders."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from qa.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CORPUS = ROOT / "corpus"
+
+
+class LiveServer:
+    """uvicorn serving `app` on 127.0.0.1:<free port> in a thread, as a context manager."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))  # the kernel picks a free port: no race
+        self.port: int = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, what="uvicorn to start", timeout=30)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+def wait_for(check: Callable[[], object], *, what: str, timeout: float = 60.0) -> None:
+    """Poll `check` until it is truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def demo_corpus_copy(folder: Path, extra: dict[str, str] | None = None) -> Path:
+    """A copy of the demo corpus in `folder`/corpus, plus `extra` files (name -> text)."""
+    corpus = folder / "corpus"
+    shutil.copytree(DEMO_CORPUS, corpus)
+    for name, text in (extra or {}).items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return corpus
+
+
+def build_demo_index(
+    folder: Path, *, extra: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Settings whose index (built here, with the real model) covers the demo corpus + `extra`."""
+    from qa.embedding import get_embedder
+    from qa.indexing import build_index
+
+    corpus = demo_corpus_copy(folder, extra)
+    settings = load_settings(
+        corpus_dir=corpus, index_dir=folder / "index", _env_file=None, **overrides
+    )
+    embedder = get_embedder(
+        settings.embedding_model, device=settings.device, batch_size=settings.embedding_batch_size
+    )
+    build_index(settings, embedder=embedder)
+    return settings

@@ -1,0 +1,211 @@
+"""The chat page in real headless Chromium (Debian's), against a real server and index.
+
+Under CI (CI=true) a missing browser is a failure; locally it skips.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from qa.api import create_app
+from qa.config import Settings
+from qa.pipeline import Pipeline
+from tests.conftest import ROOT, require
+from tests.server_utils import LiveServer, build_demo_index
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SCRIPT = "<script>window.__pwned=1</script>"
+IMG = '<img src=x onerror="window.__pwned=1">'
+HOSTILE = (
+    "Zorblax festival notice\n\n"
+    f"The Zorblax festival banner reads {SCRIPT} and {IMG} in large letters.\n\n"
+    "The Zorblax festival takes place in Quuxville every spring.\n"
+)
+REGULATIONS = (
+    "When did the National Network Information Office issue the Regulations on the "
+    "Management of Blockchain Information Services?"
+)
+
+
+@pytest.fixture(scope="module")
+def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    folder = tmp_path_factory.mktemp("web")
+    return build_demo_index(folder, extra={"zorblax-notice.txt": HOSTILE})
+
+
+@pytest.fixture(scope="module")
+def web_pipeline(web_settings: Settings) -> Pipeline:
+    return Pipeline.load(web_settings)
+
+
+@pytest.fixture(scope="module")
+def server(web_settings: Settings, web_pipeline: Pipeline) -> Iterator[LiveServer]:
+    with LiveServer(create_app(web_settings, pipeline=web_pipeline)) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require(CHROMIUM.is_file(), f"{CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: LiveServer) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.goto(server.url + "/")
+    p.locator("#status.ready").wait_for()
+    yield p
+    context.close()
+    assert errors == []
+
+
+def ask(page: Any, question: str) -> Any:
+    """Type a question, press Enter, and return the finished answer card."""
+    done = page.locator(".msg.bot:not(.streaming)")
+    before = done.count()
+    box = page.get_by_label("Your question")
+    box.fill(question)
+    box.press("Enter")
+    done.nth(before).wait_for()
+    return done.nth(before)
+
+
+def test_cited_answer_panel_and_document_view(page: Any, server: LiveServer) -> None:
+    card = ask(page, REGULATIONS)
+    assert "January 10, 2019" in card.locator(".answer-text").inner_text()
+    assert card.locator(".short-answer strong").inner_text() == "January 10, 2019"
+    assert "Answered by extractive" in card.locator(".meta").inner_text()
+    assert re.search(r"\d+ ms on the server", card.locator(".meta").inner_text())
+    assert card.locator(".sources .source").count() >= 1
+    assert page.get_by_label("Your question").input_value() == ""
+
+    card.locator(".answer-text .cite").first.click()
+    panel = page.locator("#panel")
+    panel.wait_for()
+    assert page.locator("#panel-kicker").text_content() == "Source [1]"
+    quote = panel.locator("mark").first.inner_text()
+    assert "January 10, 2019" in quote
+    assert quote.strip() in card.locator(".answer-text").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat.png"))
+
+    href = panel.locator("a.open-doc").get_attribute("href")
+    assert re.fullmatch(r"/view/china-blockchain-policy-2017-2019\.txt\?start=\d+&end=\d+", href)
+    view = page.context.new_page()
+    view.goto(server.url + href)
+    assert view.locator("#hl").inner_text() == quote
+    assert view.locator("#doc-title").inner_text().startswith("Analysis: China")
+    view.close()
+
+    page.keyboard.press("Escape")
+    assert panel.is_hidden()
+
+
+def test_follow_up_sends_history(page: Any) -> None:
+    ask(page, REGULATIONS)
+    bodies: list[Any] = []
+    page.on("request", lambda r: bodies.append(r.post_data_json) if r.method == "POST" else None)
+    card = ask(page, "What do they require providers to do?")
+    history = bodies[-1]["history"]
+    assert [t["role"] for t in history] == ["user", "assistant"]
+    assert history[0]["content"] == REGULATIONS
+    assert "January 10, 2019" in history[1]["content"]
+    assert "Searched for:" in card.locator(".meta").inner_text()
+    assert page.locator(".msg.user").count() == 2
+
+    page.get_by_role("button", name="New conversation").click()
+    assert page.locator("#conversation .msg").count() == 0
+    assert page.locator("#welcome").is_visible()
+
+
+def test_abstention_looks_different(page: Any) -> None:
+    card = ask(page, "What is the capital of Australia?")
+    assert "abstained" in card.get_attribute("class")
+    assert card.locator(".badge").text_content() == "Not found in the documents"
+    assert card.locator(".reason").inner_text() != ""
+    assert card.locator(".sources").count() == 0
+
+
+def test_hostile_document_shows_as_text(page: Any, server: LiveServer) -> None:
+    card = ask(page, "What does the Zorblax festival banner read?")
+    card.locator(".answer-text .cite").first.click()
+    passage = page.locator("#panel .passage").inner_text()
+    assert SCRIPT in passage and IMG in passage
+    assert page.locator("#conversation img, #panel img, #panel script").count() == 0
+    view = page.context.new_page()
+    view.goto(server.url + "/view/zorblax-notice.txt")
+    view.locator("#doc[aria-busy=false]").wait_for()
+    assert SCRIPT in view.locator("#doc-text").inner_text()
+    assert view.evaluate("window.__pwned") is None
+    view.close()
+    assert page.evaluate("window.__pwned") is None
+
+
+def test_errors_keep_the_question_and_keyboard(page: Any) -> None:
+    box = page.get_by_label("Your question")
+    box.fill("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    assert box.input_value() == "first line\nsecond line"
+    assert page.locator(".msg").count() == 0  # Shift+Enter did not send
+
+    too_long = "why " * 600
+    box.fill(too_long)
+    box.press("Enter")
+    error = page.locator(".msg.bot.error")
+    error.wait_for()
+    assert error.locator(".badge").text_content() == "Error 422"
+    assert "the limit is 2000" in error.inner_text()
+    assert box.input_value() == too_long
+
+
+def test_phone_width_has_no_sideways_scroll(browser: Any, server: LiveServer) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    p = context.new_page()
+    p.goto(server.url + "/")
+    p.locator("#status.ready").wait_for()
+    card = ask(p, REGULATIONS)
+    assert card.is_visible()
+    assert p.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
+
+
+def test_api_key_is_asked_once(
+    browser: Any, web_settings: Settings, web_pipeline: Pipeline
+) -> None:
+    settings = web_settings.model_copy(update={"api_key": SecretStr("browser-key")})
+    with LiveServer(create_app(settings, pipeline=web_pipeline)) as live:
+        context = browser.new_context()
+        p = context.new_page()
+        p.goto(live.url + "/")
+        dialog = p.locator("#key-dialog")
+        dialog.wait_for()  # /answerers answered 401 once the index was ready
+        assert "needs an API key" in p.locator("#key-message").inner_text()
+        p.get_by_label("API key", exact=True).fill("browser-key")
+        p.get_by_role("button", name="Use key").click()
+        card = ask(p, REGULATIONS)
+        assert "January 10, 2019" in card.inner_text()
+        assert p.evaluate("sessionStorage.getItem('qa.apiKey')") == "browser-key"
+        assert dialog.is_hidden()
+        context.close()
