@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     # Retrieval and answering.
     top_k: int = Field(5, ge=1, le=100)
     answerer: str = "extractive"
-    abstain_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # Calibrated by bench/calibrate_abstention.py for the extractive answerer's confidence.
+    abstain_threshold: float = Field(0.33, ge=0.0, le=1.0)
     context_tokens: int = Field(1500, ge=64)
 
     # OpenAI-compatible LLM answerer.

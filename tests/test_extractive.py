@@ -1,0 +1,213 @@
+"""The extractive answerer on the real model: exact citations, short answers, abstention."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from qa.answerers import Resources, create_answerer
+from qa.answerers.extractive import NOT_FOUND, ExtractiveAnswerer
+from qa.config import Settings, load_settings
+from qa.corpus import make_document
+from qa.embedding import Embedder
+from qa.followup import rewrite_followup
+from qa.retrieval import Retriever
+from qa.store import FaissStore
+from qa.types import Answer, Chunk, Document, Passage, Turn
+from tests.conftest import DEMO_DOC_ID, DEMO_QUESTIONS, SHARED_EVAL
+
+NORMANS_0 = (
+    "The Normans (Norman: Nourmands; French: Normands; Latin: Normanni) were the people who in "
+    "the 10th and 11th centuries gave their name to Normandy, a region in France."
+)
+
+
+def passages_of(doc: Document, *texts: str, score: float = 0.6) -> tuple[Passage, ...]:
+    """Hand-made passages: each text is located in the document, as a chunk would be."""
+    out = []
+    for rank, text in enumerate(texts, start=1):
+        start = doc.text.index(text)
+        chunk = Chunk(f"c{rank}", doc.id, doc.title, text, start, start + len(text), 50)
+        out.append(Passage(chunk, score, rank))
+    return tuple(out)
+
+
+def squad_document(doc_id: str) -> Document:
+    for line in (SHARED_EVAL / "squad2-dev-subset" / "corpus.jsonl").open():
+        record = json.loads(line)
+        if record["id"] == doc_id:
+            return make_document(record["id"], record["title"], record["text"], "corpus.jsonl")
+    raise AssertionError(doc_id)
+
+
+@pytest.fixture(scope="module")
+def answerer(embedder: Embedder) -> ExtractiveAnswerer:
+    settings = load_settings(_env_file=None)
+    made = create_answerer("extractive", settings, Resources(embedder=embedder))
+    assert isinstance(made, ExtractiveAnswerer)
+    return made
+
+
+@pytest.fixture(scope="module")
+def demo(demo_settings: Settings, embedder: Embedder) -> tuple[Retriever, Document]:
+    store = FaissStore.load(demo_settings.index_dir, demo_settings)
+    return Retriever(store, embedder), store.document(DEMO_DOC_ID)
+
+
+def demo_questions() -> list[dict]:
+    return [json.loads(line) for line in DEMO_QUESTIONS.open()]
+
+
+def ask(answerer: ExtractiveAnswerer, retriever: Retriever, q: dict) -> Answer:
+    history = [Turn("user", h) for h in q.get("history", [])]
+    standalone = rewrite_followup(q["question"], history)
+    return answerer.answer(standalone, retriever.retrieve(standalone, 5))
+
+
+def test_normandy_country_is_the_france_sentence(answerer: ExtractiveAnswerer) -> None:
+    doc = squad_document("Normans#0")
+    passages = passages_of(doc, doc.text)
+    question = "In what country is Normandy located?"
+    # At the calibrated threshold this one is refused: "country" and "located" are not in the
+    # text and the sentence's MiniLM similarity is only ~0.46 (confidence ~0.28 < 0.33).
+    assert answerer.answer(question, passages).abstained
+    answer = ExtractiveAnswerer(answerer.embedder, abstain_threshold=0.0).answer(question, passages)
+    assert not answer.abstained
+    assert answer.short_answer == "France"
+    assert answer.answer == f"{NORMANS_0} [1]"
+    (cite,) = answer.citations
+    assert (cite.n, cite.start, cite.end, cite.supported) == (1, 0, len(NORMANS_0), True)
+    assert doc.text[cite.start : cite.end] == cite.quote == NORMANS_0
+
+
+def test_every_demo_citation_is_exact_in_the_source_document(
+    answerer: ExtractiveAnswerer, demo: tuple[Retriever, Document]
+) -> None:
+    retriever, document = demo
+    n_citations = 0
+    for q in demo_questions():
+        answer = ask(answerer, retriever, q)
+        for cite in answer.citations:
+            assert document.text[cite.start : cite.end] == cite.quote, q["id"]
+            assert cite.supported and cite.doc_id == DEMO_DOC_ID
+            passage = answer.passages[cite.n - 1]
+            assert passage.rank == cite.n and passage.chunk.id == cite.chunk_id
+            assert f"{cite.quote} [{cite.n}]" in answer.answer
+            n_citations += 1
+        assert answer.abstained == (not answer.citations)
+    assert n_citations >= 40
+
+
+@pytest.mark.parametrize(
+    ("question", "short", "quote"),
+    [
+        (
+            "On what date were the implementation rules of the Blockchain Policy 2.0 of Huangpu "
+            "District of Guangzhou City officially issued?",
+            "October 28",
+            "On October 28 (Monday), the implementation rules of the Blockchain Policy 2.0 of "
+            "Huangpu District of Guangzhou City were officially issued",
+        ),
+        (
+            "What is the maximum subsidy in Kunming's digital economy policy for demonstration "
+            "applications such as blockchains?",
+            "10 million yuan",
+            "On the same day, Kunming issued a digital economy policy, with a maximum subsidy of "
+            "10 million yuan for demonstration applications such as blockchains",
+        ),
+        (
+            "How many filing projects were in the first batch distributed by the national "
+            "network letter office?",
+            "197",
+            "On March 30 this year, the national network letter office distributed the first "
+            "batch of 197 filing projects",
+        ),
+    ],
+)
+def test_demo_short_answers_and_quotes(
+    answerer: ExtractiveAnswerer,
+    demo: tuple[Retriever, Document],
+    question: str,
+    short: str,
+    quote: str,
+) -> None:
+    retriever, _ = demo
+    answer = ask(answerer, retriever, {"question": question})
+    assert answer.short_answer == short
+    assert answer.citations[0].quote == quote
+    assert answer.answer.startswith(f"{quote} [")
+
+
+def test_abstains_on_unanswerable_demo_questions(
+    answerer: ExtractiveAnswerer, demo: tuple[Retriever, Document]
+) -> None:
+    retriever, _ = demo
+    unanswerable = [q for q in demo_questions() if not q["answerable"]]
+    abstained = {q["id"] for q in unanswerable if ask(answerer, retriever, q).abstained}
+    assert abstained == ABSTAINED_UNANSWERABLE
+
+
+# Measured with the calibrated defaults: 6 of the 12; the other six get (wrongly) answered.
+ABSTAINED_UNANSWERABLE = {
+    "demo-046",  # Shenzhen: not in the article (key-word rule)
+    "demo-048",  # a "third" batch: not in the article (key-word rule)
+    "demo-050",  # how many enterprises: no number in the sentence (span rule)
+    "demo-052",  # approval date: no date in the sentence (span rule)
+    "demo-053",  # how many experts (span rule)
+    "demo-056",  # how much funding (span rule)
+}
+
+
+def test_abstained_answer_shape(answerer: ExtractiveAnswerer) -> None:
+    doc = squad_document("Normans#0")
+    passages = passages_of(doc, doc.text)
+    strict = ExtractiveAnswerer(answerer.embedder, abstain_threshold=1.0)
+    answer = strict.answer("Who led the Normans, and what did they eat?", passages)
+    assert answer.abstained and answer.answer == NOT_FOUND
+    assert answer.citations == () and answer.short_answer is None
+    assert answer.abstain_reason is not None
+    assert re.fullmatch(
+        r"The best passages match the question weakly \(confidence 0\.\d\d < threshold 1\.00\); "
+        r"they lack the question's words 'led', 'eat'\.",
+        answer.abstain_reason,
+    )
+    # A year the passages never mention: abstain whatever the threshold.
+    unknown = answerer.answer("Who ruled Normandy in 1998?", passages)
+    assert unknown.abstained
+    assert re.fullmatch(
+        r"The documents do not mention '1998' \(confidence 0\.\d\d\)\.",
+        unknown.abstain_reason or "",
+    )
+    empty = answerer.answer("Anything?", ())
+    assert empty.abstained and empty.abstain_reason == "No passage was retrieved for the question."
+
+
+class CountingEmbedder:
+    """Wraps the real embedder and records how many texts it was asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.embedded: list[int] = []
+
+    def embed_documents(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        self.embedded.append(len(texts))
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+
+def test_sentence_vectors_are_embedded_once_in_one_batch(embedder: Embedder) -> None:
+    counting = CountingEmbedder(embedder)
+    fresh = ExtractiveAnswerer(counting, abstain_threshold=0.0)  # type: ignore[arg-type]
+    doc = squad_document("Normans#0")
+    passages = passages_of(doc, doc.text)
+    first = fresh.answer("In what country is Normandy located?", passages)
+    again = fresh.answer("Who was the Norse leader?", passages)
+    assert counting.embedded == [4]  # four sentences, one batch, then all from the cache
+    assert first.short_answer == "France" and again.short_answer == "Rollo"
