@@ -100,7 +100,7 @@ class Pipeline:
         """The answerer registered under `name` (default: the setting), created once."""
         from qa.answerers import Resources, create_answerer
 
-        key = name or self.settings.answerer
+        key = self.settings.answerer if name is None else name
         with self._lock:
             if key not in self._answerers:
                 resources = Resources(embedder=self.embedder)

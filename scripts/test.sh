@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian's chromium, the Python deps with the CPU torch,
+# the local llama.cpp server), then runs lint, types and the whole test suite.
+# Under CI=true a missing dependency fails the run; the tests never skip it silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
+bash scripts/install-llm-server.sh .venv/bin/python
+
+export HF_HUB_OFFLINE=1
+.venv/bin/ruff check qa tests bench
+.venv/bin/ruff format --check qa tests bench
+.venv/bin/mypy qa
+.venv/bin/pytest -q "$@"
+
+# Quality gate on our own demo question set: thresholds just under what the product reaches
+# (see bench/DEMO_QUESTIONS.md); a regression fails the build.
+gate_index=$(mktemp -d)
+trap 'rm -rf "$gate_index"' EXIT
+.venv/bin/qa index --index "$gate_index/index" >/dev/null
+.venv/bin/qa eval bench/demo_questions.jsonl --index "$gate_index/index" \
+  --min retrieval.hit@5=0.98 --min answers.contains_gold=0.80 --min answers.f1=0.70 \
+  --min citations.precision=0.95 --min citations.supported=0.99 \
+  --min abstention.recall=0.45 --max abstention.false_abstention_rate=0.10
