@@ -115,7 +115,7 @@ def _is_fit(name: str, q: dict) -> bool:
 # similarity, more covered words, a span of the asked-for kind -> more confident; more question
 # words missing -> less. A fit that flips a sign learned a quirk of the data, not a rule.
 SIGNS = {"top_score": 1, "sentence_sim": 1, "sentence_lex": 1, "context_lex": 1, "cue": 1,
-         "missing": -1}  # fmt: skip
+         "missing": -1, "context_sim": 1}  # fmt: skip
 
 
 def fit_monotone(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:

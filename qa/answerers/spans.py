@@ -207,10 +207,14 @@ def short_answer(question: str, sentence: str, kind: str | None = None) -> Candi
         if kind is None and not re.search(r"[A-Z\d]", span.text):
             score -= 0.5
         before = sentence[: span.start]
+        if " " not in span.text and not before.strip() and not span.text.isupper():
+            score -= 0.5  # "Closely", "Soon": capitalised only because it opens the sentence
         if kind != "name" and before.count("(") > before.count(")"):
             score -= 0.3  # a parenthetical aside rarely holds the answer
         if any(w[:5] in q_prefixes for w in _lower_words(span.text) if len(w) >= 5):
             score -= 0.5  # "Normanni" is a spelling of the question's "Normandy", not an answer
+        if kind == "person" and re.search(r"\b(?:in|at|from|into)\s+(?:the\s+)?$", before):
+            score -= 0.3  # "in England" is where, not who
         if kind == "place" and re.search(
             r"\b(?:in|at|from|near)\s+(?:the\s+)?$", sentence[: span.start]
         ):
