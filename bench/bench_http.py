@@ -131,11 +131,8 @@ async def load(url: str, questions: list[str], clients: int, total: int) -> dict
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    args = parser.parse_args()
+def run(requests: int, clients: list[int]) -> dict[str, Any]:
+    """Start-up times and /ask load at each concurrency level, against a fresh demo index."""
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
     questions = [q for q in questions if q.strip()]
     load_before = os.getloadavg()[0]  # other work on the machine skews every number here
@@ -149,13 +146,13 @@ def main() -> int:
     try:
         asyncio.run(load(url, questions, 4, 40))  # warm-up, not measured
         runs = []
-        for clients in args.clients:
-            runs.append(asyncio.run(load(url, questions, clients, args.requests)))
-            print(f"{clients} clients done", flush=True)
+        for n in clients:
+            runs.append(asyncio.run(load(url, questions, n, requests)))
+            print(f"{n} clients done", flush=True)
     finally:
         stop(proc)
     shutil.rmtree(tmp, ignore_errors=True)  # kept (with serve.log) when something failed
-    result = {
+    return {
         "answerer": "extractive",
         "corpus": "corpus/ (demo)",
         "questions": len(questions),
@@ -164,15 +161,29 @@ def main() -> int:
         "serve_to_ready_s": {"existing_index": round(warm, 2), "building_index": round(cold, 2)},
         "ask": runs,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+
+
+def print_table(result: dict[str, Any]) -> None:
+    warm, cold = (result["serve_to_ready_s"][k] for k in ("existing_index", "building_index"))
+    load = result["load_average_1min"]
+    print(f"1-min load average {load['before']:.1f} before, {load['after']:.1f} after")
     print(f"qa serve -> /readyz 200: {warm:.2f} s with an index, {cold:.2f} s building it first")
     print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'p99 ms':>8} {'req/s':>7}")  # fmt: skip
-    for r in runs:
+    for r in result["ask"]:
         print(f"{r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['p50_ms']:>8.1f} "
               f"{r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    result = run(args.requests, args.clients)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
 

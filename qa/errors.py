@@ -8,6 +8,7 @@
     ├── UnknownAnswererError    an answerer name nobody registered   (HTTP 400)
     ├── InvalidQuestionError    empty or over-long question          (HTTP 422)
     ├── DocumentNotFoundError   no document with that id             (HTTP 404)
+    ├── DatabaseError           the PostgreSQL store is unreachable or failed (HTTP 503)
     └── BackendError            the LLM server is down or erred      (HTTP 502)
         └── BackendTimeoutError it did not answer in time            (HTTP 504)
 
@@ -57,6 +58,10 @@ class InvalidQuestionError(QAError):
 
 class DocumentNotFoundError(QAError):
     """No document with that id is in the index."""
+
+
+class DatabaseError(QAError):
+    """The PostgreSQL store (store=postgres) is unreachable, refuses us, or failed."""
 
 
 class BackendError(QAError):

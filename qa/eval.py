@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -38,7 +39,9 @@ QUERY_TIME_FIELDS = frozenset(
     {
         "top_k", "answerer", "abstain_threshold", "context_tokens", "device",
         "embedding_batch_size", "hnsw_ef_search", "ivf_nprobe", "host", "port", "api_key",
-        "max_question_chars", "max_body_bytes",
+        "max_question_chars", "max_body_bytes", "retrieval", "fusion", "fusion_weight", "rrf_k",
+        "candidates", "rescore", "reranker", "rerank_candidates", "dedupe",
+        "pg_keyword", "pg_pool_size", "database_replica_url",
     }
 )  # fmt: skip
 _BATCH = 64  # questions per encoder call in batch retrieval
@@ -170,21 +173,21 @@ def _dataset_settings(folder: Path, base: dict[str, Any], variant: dict[str, str
             link.symlink_to(corpus.resolve())
         except OSError:
             shutil.copyfile(corpus, link)
-    return load_settings(**{**base, **variant, "index_dir": index_dir, "corpus_dir": staged})
+    settings = {**base, **variant, "index_dir": index_dir, "corpus_dir": staged}
+    if load_settings(**settings).store == "postgres" and "pg_schema" not in {**base, **variant}:
+        # One database, one schema per dataset (and per index-affecting variant).
+        settings["pg_schema"] = re.sub(r"[^a-z0-9_]", "_", index_dir.name.lower())[:63]
+    return load_settings(**settings)
 
 
 def _open(settings: Settings, *, dataset: bool, console: Console) -> Pipeline:
     from qa.pipeline import Pipeline
 
     if dataset:
-        from qa.embedding import get_embedder
+        from qa.embedding import embedder_for
         from qa.indexing import build_index
 
-        embedder = get_embedder(
-            settings.embedding_model,
-            device=settings.device,
-            batch_size=settings.embedding_batch_size,
-        )
+        embedder = embedder_for(settings)
         # Incremental: an unchanged corpus with the same settings re-embeds nothing.
         built = build_index(settings, embedder=embedder, progress=True)
         console.print(

@@ -22,11 +22,12 @@ from qa.errors import IndexMismatchError
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE, VECTORS_FILE, DB_FILE, MANIFEST_FILE = (
+INDEX_FILE, VECTORS_FILE, DB_FILE, MANIFEST_FILE, BM25_DIR = (
     "index.faiss",
     "vectors.npy",
     "store.sqlite",
     "manifest.json",
+    "bm25",
 )
 FORMAT_VERSION = 1
 # Manifest field -> Settings field that must agree for an index to be usable.
@@ -50,6 +51,8 @@ def base_manifest(settings: Settings, *, model: str, dim: int, **extra: Any) -> 
     return {
         "format_version": FORMAT_VERSION,
         "embedding_model": model,
+        "embedding_backend": settings.embedding_backend,
+        "embedding_dtype": settings.embedding_dtype,
         "dim": dim,
         "normalized": True,
         "encoding": settings.encoding,

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qa.bm25 import INFO as BM25_INFO
 from qa.chunking import CHUNKER_VERSION, Chunker, embedding_text
 from qa.config import Settings
 from qa.corpus import Skipped, load_corpus
+from qa.embed_cache import EmbeddingCache, SliceDone, embed_with_cache, open_cache
 from qa.embedding import Embedder
 from qa.errors import QAError
 from qa.index_folder import base_manifest, manifest_differences, read_manifest
@@ -70,6 +72,12 @@ def build_index(
     progress: bool = False,
 ) -> IndexReport:
     """Index the corpus folder into the index folder (incrementally unless `rebuild`)."""
+    if settings.store == "postgres":
+        from qa.pg_sync import sync_index
+
+        return sync_index(
+            settings, embedder=embedder, corpus_dir=corpus_dir, rebuild=rebuild, progress=progress
+        )
     started = time.perf_counter()
     corpus_dir = Path(corpus_dir or settings.corpus_dir)
     index_dir = Path(index_dir or settings.index_dir)
@@ -83,7 +91,12 @@ def build_index(
         reused = _reusable(old, {d.id for d in corpus.documents} - fresh.keys())
         chunks, sources, to_embed = _layout(corpus.documents, fresh, reused)
         log.info("%d chunks, %d to embed", len(chunks), len(to_embed))
-        new_vectors = _embed(embedder, to_embed, progress=progress)
+        new_vectors = _embed(
+            embedder,
+            to_embed,
+            progress=progress,
+            cache=open_cache(settings, index_dir, embedder, rows=len(chunks)),
+        )
         vectors = _gather(sources, new_vectors, old.vectors if old else None)
         files = {f.path: f.content_hash for f in corpus.files}
         removed = len(old_hashes.keys() - {d.id for d in corpus.documents})
@@ -162,10 +175,20 @@ def _previous(
     if manifest is None:
         return None, f"no index at {index_dir}/"
     diffs = manifest_differences(manifest, settings, dim=embedder.dim)
-    # Chunks are reused only if this code would cut the same ones.
-    for field, now in (("model_token_limit", embedder.max_tokens), ("chunker", CHUNKER_VERSION)):
-        if manifest.get(field) != now:
-            diffs.append((field, manifest.get(field), now))
+    # Chunks are reused only if this code would cut the same ones; vectors only if this
+    # backend and dtype made them (the embedding cache still spares re-embedding on the way back).
+    for field, before, now in (
+        ("model_token_limit", manifest.get("model_token_limit"), embedder.max_tokens),
+        ("chunker", manifest.get("chunker"), CHUNKER_VERSION),
+        (
+            "embedding_backend",
+            manifest.get("embedding_backend", "torch"),
+            settings.embedding_backend,
+        ),
+        ("embedding_dtype", manifest.get("embedding_dtype", "float32"), settings.embedding_dtype),
+    ):
+        if before != now:
+            diffs.append((field, before, now))
     if diffs:
         reason = "settings changed: " + "; ".join(f"{f} {a!r} -> {b!r}" for f, a, b in diffs)
         log.info("Rebuilding %s fully (%s)", index_dir, reason)
@@ -231,11 +254,33 @@ def _same_build(old: FaissStore, files: dict[str, str], settings: Settings) -> b
         and info.get("requested") == settings.index_type
         and info.get("type") == wanted
         and (wanted != "hnsw" or info.get("params", {}).get("M") == settings.hnsw_m)
+        and old.manifest.get("bm25") == BM25_INFO
     )
 
 
-def _embed(embedder: Embedder, texts: Sequence[str], *, progress: bool) -> np.ndarray:
-    """Vectors of `texts`, embedded longest first in large slices (little padding waste)."""
+def _embed(
+    embedder: Embedder,
+    texts: Sequence[str],
+    *,
+    progress: bool,
+    cache: EmbeddingCache | None = None,
+    done: SliceDone | None = None,
+) -> np.ndarray:
+    """Vectors of `texts`: cached ones looked up, the rest embedded longest first in large
+    slices (little padding waste), each slice added to the cache (or passed to `done`)."""
+    if cache is not None:
+        try:
+            vectors = embed_with_cache(
+                cache,
+                texts,
+                lambda todo, done: _embed(embedder, todo, progress=progress, done=done),
+                embedder.dim,
+            )
+            log.info("Embedding cache: %d hits, %d misses", cache.hits, cache.misses)
+            cache.prune()
+            return vectors
+        finally:
+            cache.close()
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
@@ -250,6 +295,8 @@ def _embed(embedder: Embedder, texts: Sequence[str], *, progress: bool) -> np.nd
         for lo in range(0, len(order), step):
             idx = order[lo : lo + step]
             out[idx] = embedder.embed_documents([texts[i] for i in idx])
+            if done is not None:
+                done(idx, out[idx])
             if bar and task is not None:
                 bar.advance(task, len(idx))
     finally:

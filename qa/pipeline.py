@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from qa.config import Settings
 from qa.errors import InvalidQuestionError
-from qa.types import Answer, Document, Passage, Turn
+from qa.types import Answer, Candidate, Document, Passage, Turn
 
 if TYPE_CHECKING:
     from qa.answerers import Answerer
     from qa.embedding import Embedder
-    from qa.retrieval import Retriever
-    from qa.store import FaissStore
+    from qa.retrieval import Retrieval, Retriever
+    from qa.stores import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,18 @@ class StreamEvent:
 class Pipeline:
     """Retrieval and answering over one index, with models loaded once and shared."""
 
-    def __init__(self, settings: Settings, *, store: FaissStore, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, *, store: Store, embedder: Embedder) -> None:
         from qa.retrieval import Retriever
 
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.retriever: Retriever = Retriever(store, embedder)
+        reranker = None
+        if settings.reranker:
+            from qa.rerank import get_reranker
+
+            reranker = get_reranker(settings.reranker, settings.device)
+        self.retriever: Retriever = Retriever(store, embedder, settings, reranker=reranker)
         self._answerers: dict[str, Answerer] = {}
         self._lock = threading.Lock()
 
@@ -57,17 +62,13 @@ class Pipeline:
         cls, settings: Settings, *, build_if_missing: bool = False, progress: bool = False
     ) -> Pipeline:
         """Open the index in settings.index_dir (building it from the corpus if asked)."""
-        from qa.embedding import get_embedder
+        from qa.embedding import embedder_for
         from qa.errors import IndexNotFoundError
-        from qa.store import FaissStore
+        from qa.stores import open_store
 
-        embedder = get_embedder(
-            settings.embedding_model,
-            device=settings.device,
-            batch_size=settings.embedding_batch_size,
-        )
+        embedder = embedder_for(settings)
         try:
-            store = FaissStore.load(settings.index_dir, settings)
+            store = open_store(settings)
         except IndexNotFoundError:
             if not build_if_missing:
                 raise
@@ -76,7 +77,7 @@ class Pipeline:
             log.info("No index at %s: building it from %s", settings.index_dir, settings.corpus_dir)
             report = build_index(settings, embedder=embedder, progress=progress)
             log.info("Index built: %s", report)
-            store = FaissStore.load(settings.index_dir, settings)
+            store = open_store(settings)
         # Load the model now, not on the first question.
         embedder.embed_query("warm up")
         return cls(settings, store=store, embedder=embedder)
@@ -128,8 +129,12 @@ class Pipeline:
 
     def search(self, question: str, *, k: int | None = None) -> tuple[Passage, ...]:
         """The top-k passages for a question."""
+        return self.explain(question, k=k).passages
+
+    def explain(self, question: str, *, k: int | None = None) -> Retrieval:
+        """The top-k passages plus every candidate with its per-stage scores (`--explain`)."""
         text = self.check_question(question)
-        return self.retriever.retrieve(text, k or self.settings.top_k)
+        return self.retriever.explain(text, k or self.settings.top_k)
 
     def document(self, doc_id: str) -> Document:
         """A source document by id (DocumentNotFoundError when unknown)."""
@@ -137,45 +142,54 @@ class Pipeline:
 
     # -- asking ----------------------------------------------------------------------------
 
-    def _prepare(
-        self,
-        question: str,
-        history: Sequence[Turn],
-        top_k: int | None,
-        answerer_name: str | None,
-    ) -> tuple[str, str, Answerer, tuple[Passage, ...], dict[str, float], float]:
+    def _prepare(self, question: str, history: Sequence[Turn], options: AskOptions) -> _Prepared:
         t0 = time.perf_counter()
         text = self.check_question(question)
-        answerer = self.answerer(answerer_name)
+        answerer = self.answerer(options.answerer)
         timings: dict[str, float] = {}
         standalone = self.standalone_question(text, history, answerer)
         t1 = time.perf_counter()
         if standalone != text:
             timings["rewrite"] = (t1 - t0) * 1000
-        passages = self.retriever.retrieve(standalone, top_k or self.settings.top_k)
+        k = options.top_k or self.settings.top_k
+        budget = options.context_tokens or self.settings.context_tokens
+        packs = bool(getattr(answerer, "packs_context", False))
+        if packs:
+            # Enough candidates to fill the budget; the pack keeps the rank-order prefix.
+            k = max(k, min(self.settings.candidates, budget // _MIN_CHUNK_TOKENS))
+        retrieval = self.retriever.explain(standalone, k)
+        passages = pack(retrieval.passages, budget) if packs else retrieval.passages
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
-        return text, standalone, answerer, passages, timings, t0
+        return _Prepared(
+            text=text,
+            standalone=standalone,
+            answerer=answerer,
+            passages=passages,
+            candidates=retrieval.candidates if options.explain else (),
+            budget=budget if packs else None,
+            timings=timings,
+            t0=t0,
+        )
+
+    def _answer_kwargs(self, prepared: _Prepared, history: Sequence[Turn]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"history": tuple(history)}
+        if prepared.budget is not None:
+            kwargs["context_tokens"] = prepared.budget
+        return kwargs
 
     @staticmethod
-    def _finish(
-        answer: Answer,
-        *,
-        question: str,
-        standalone: str,
-        passages: tuple[Passage, ...],
-        timings: dict[str, float],
-        t0: float,
-        t_answer: float,
-    ) -> Answer:
+    def _finish(answer: Answer, prepared: _Prepared, t_answer: float) -> Answer:
         now = time.perf_counter()
+        timings = prepared.timings
         timings["answer"] = (now - t_answer) * 1000
-        timings["total"] = (now - t0) * 1000
+        timings["total"] = (now - prepared.t0) * 1000
         return dataclasses.replace(
             answer,
-            question=question,
-            standalone_question=standalone,
-            passages=answer.passages or passages,
+            question=prepared.text,
+            standalone_question=prepared.standalone,
+            passages=answer.passages or prepared.passages,
             timings_ms=tuple(timings.items()),
+            candidates=prepared.candidates,
         )
 
     def ask(
@@ -185,22 +199,22 @@ class Pipeline:
         history: Sequence[Turn] = (),
         top_k: int | None = None,
         answerer: str | None = None,
+        context_tokens: int | None = None,
+        explain: bool = False,
     ) -> Answer:
-        """Answer a question (a follow-up when history is given) with cited passages."""
-        text, standalone, impl, passages, timings, t0 = self._prepare(
-            question, history, top_k, answerer
-        )
+        """Answer a question (a follow-up when history is given) with cited passages.
+
+        `context_tokens` overrides the budget of answerers that pack passages (openai-chat);
+        `explain` attaches every retrieval candidate with its scores to the Answer.
+        """
+        options = AskOptions(top_k, answerer, context_tokens, explain)
+        prepared = self._prepare(question, history, options)
         t_answer = time.perf_counter()
-        result = impl.answer(standalone, passages, history=tuple(history))
-        return self._finish(
-            result,
-            question=text,
-            standalone=standalone,
-            passages=passages,
-            timings=timings,
-            t0=t0,
-            t_answer=t_answer,
+        impl = prepared.answerer
+        result = impl.answer(
+            prepared.standalone, prepared.passages, **self._answer_kwargs(prepared, history)
         )
+        return self._finish(result, prepared, t_answer)
 
     def ask_stream(
         self,
@@ -209,37 +223,67 @@ class Pipeline:
         history: Sequence[Turn] = (),
         top_k: int | None = None,
         answerer: str | None = None,
+        context_tokens: int | None = None,
+        explain: bool = False,
     ) -> Iterator[StreamEvent]:
         """Like `ask`, as events: the passages, then text deltas, then the final Answer."""
-        text, standalone, impl, passages, timings, t0 = self._prepare(
-            question, history, top_k, answerer
-        )
+        options = AskOptions(top_k, answerer, context_tokens, explain)
+        prepared = self._prepare(question, history, options)
+        impl, passages = prepared.answerer, prepared.passages
+        kwargs = self._answer_kwargs(prepared, history)
         yield StreamEvent("passages", passages)
         t_answer = time.perf_counter()
         stream = getattr(impl, "stream", None)
         final: Answer | None = None
         if stream is not None:
-            for item in stream(standalone, passages, history=tuple(history)):
+            for item in stream(prepared.standalone, passages, **kwargs):
                 if isinstance(item, Answer):
                     final = item
                 else:
                     yield StreamEvent("delta", item)
         else:
-            final = impl.answer(standalone, passages, history=tuple(history))
+            final = impl.answer(prepared.standalone, passages, **kwargs)
             # An answerer that cannot stream still shows its answer a sentence at a time.
             for piece in _PIECES.findall(final.answer):
                 yield StreamEvent("delta", piece)
         if final is None:
             raise RuntimeError(f"answerer {impl.name!r} streamed no final Answer")
-        yield StreamEvent(
-            "answer",
-            self._finish(
-                final,
-                question=text,
-                standalone=standalone,
-                passages=passages,
-                timings=timings,
-                t0=t0,
-                t_answer=t_answer,
-            ),
-        )
+        yield StreamEvent("answer", self._finish(final, prepared, t_answer))
+
+
+# The smallest chunk worth a slot when deciding how many candidates could fill a budget.
+_MIN_CHUNK_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    """Per-request choices; None means the setting."""
+
+    top_k: int | None = None
+    answerer: str | None = None
+    context_tokens: int | None = None
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    text: str
+    standalone: str
+    answerer: Answerer
+    passages: tuple[Passage, ...]
+    candidates: tuple[Candidate, ...]
+    budget: int | None
+    timings: dict[str, float]
+    t0: float
+
+
+def pack(passages: Sequence[Passage], budget: int) -> tuple[Passage, ...]:
+    """The longest rank-order prefix whose chunk tokens fit the budget (at least one passage)."""
+    kept: list[Passage] = []
+    used = 0
+    for p in passages:
+        if kept and used + p.chunk.n_tokens > budget:
+            break
+        kept.append(p)
+        used += p.chunk.n_tokens
+    return tuple(kept)

@@ -34,6 +34,11 @@ def load_in_background(
         try:
             pipeline = Pipeline.load(settings, build_if_missing=build_if_missing, progress=True)
             pipeline.answerer()  # create the default answerer now, not on the first question
+            # Concurrent requests are the parallelism now: one OpenMP thread per FAISS search
+            # was 2-4x faster than two on 2 cores (bench/README.md); builds above used both.
+            import faiss
+
+            faiss.omp_set_num_threads(1)
         except QAError as exc:
             log.error("Cannot answer questions: %s", exc)
             state.failed(f"{exc} Then restart `qa serve`.")

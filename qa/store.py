@@ -4,6 +4,7 @@
       index.faiss     inner-product FAISS index; row i is chunk row i
       vectors.npy     float32 (n, dim) normalised vectors (re-indexing, rescoring; mmap-able)
       store.sqlite    documents and chunks tables (chunks.row = FAISS row)
+      bm25/           BM25 keyword index over the same chunks (position = row; qa.bm25)
       manifest.json   how it was built: model, dim, encoding, chunking, index type, hashes, versions
 
 Writes go to a temporary folder next to the index, then replace it by rename: a failure
@@ -28,9 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qa.bm25 import INFO as BM25_INFO
+from qa.bm25 import PARAMS_FILE as BM25_PARAMS_FILE
+from qa.bm25 import Bm25Index
+from qa.chunking import embedding_text
 from qa.config import Settings
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
 from qa.index_folder import (
+    BM25_DIR,
     DB_FILE,
     INDEX_FILE,
     MANIFEST_FILE,
@@ -70,10 +76,12 @@ class FaissStore:
         index: faiss.Index,
         vectors: np.ndarray,
         db: sqlite3.Connection,
+        bm25: Bm25Index,
     ) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
         self.vectors = vectors
+        self.bm25 = bm25
         self._index = index
         self._db = db
         self._lock = threading.Lock()
@@ -104,6 +112,7 @@ class FaissStore:
             **manifest,
             "dim": int(vectors.shape[1]),
             "index": index_info,
+            "bm25": BM25_INFO,
             "counts": {
                 "documents": len(documents),
                 "chunks": len(chunks),
@@ -122,9 +131,11 @@ class FaissStore:
             faiss.write_index(index, str(tmp / INDEX_FILE))
             np.save(tmp / VECTORS_FILE, vectors)
             _write_sqlite(tmp / DB_FILE, documents, chunks)
+            Bm25Index.build([embedding_text(c) for c in chunks]).save(tmp / BM25_DIR)
             # The manifest goes last: a folder with a manifest is a complete one.
             (tmp / MANIFEST_FILE).write_text(json.dumps(full, indent=2), encoding="utf-8")
-            for name in (INDEX_FILE, VECTORS_FILE, DB_FILE, MANIFEST_FILE):
+            bm25_files = [str(p.relative_to(tmp)) for p in (tmp / BM25_DIR).iterdir()]
+            for name in (INDEX_FILE, VECTORS_FILE, DB_FILE, MANIFEST_FILE, *bm25_files):
                 fsync(tmp / name)
             swap_in(tmp, index_dir)
         except BaseException:
@@ -159,7 +170,9 @@ class FaissStore:
                 "Run `qa index --rebuild`."
             )
         try:
-            index = faiss.read_index(str(index_dir / INDEX_FILE))
+            # Vector codes memory-mapped, not copied: RSS grows only with the pages searches
+            # touch, and start-up does not read them (bench/README.md, 1M chunks).
+            index = faiss.read_index(str(index_dir / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
             vectors = np.load(index_dir / VECTORS_FILE, mmap_mode="r")
             db_uri = (index_dir / DB_FILE).resolve().as_uri() + "?mode=ro"
             db = sqlite3.connect(db_uri, uri=True, check_same_thread=False)
@@ -171,13 +184,15 @@ class FaissStore:
                 "Run `qa index --rebuild`."
             ) from None
         _tune(index, settings)
-        if not index.ntotal == vectors.shape[0] == n_rows:
+        bm25 = _load_bm25(index_dir, db)
+        if not index.ntotal == vectors.shape[0] == n_rows == bm25.n_docs:
             db.close()
             raise IndexMismatchError(
                 f"The index at {index_dir}/ is inconsistent ({index.ntotal} FAISS rows, "
-                f"{vectors.shape[0]} vectors, {n_rows} chunks). Run `qa index --rebuild`."
+                f"{vectors.shape[0]} vectors, {n_rows} chunks, {bm25.n_docs} BM25 rows). "
+                "Run `qa index --rebuild`."
             )
-        return cls(index_dir, manifest, index, vectors, db)
+        return cls(index_dir, manifest, index, vectors, db, bm25)
 
     def close(self) -> None:
         with self._lock:
@@ -213,6 +228,32 @@ class FaissStore:
             [(by_row[int(r)], float(s)) for r, s in zip(row_ids, row_scores, strict=True) if r >= 0]
             for row_ids, row_scores in zip(rows, scores, strict=True)
         ]
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[Chunk, float]]:
+        """The k best chunks by BM25 score (only chunks sharing a term with the query)."""
+        hits = self.bm25.search(query, k)
+        by_row = self._chunks_at(row for row, _ in hits)
+        return [(by_row[row], score) for row, score in hits]
+
+    def chunk_vectors(self, chunk_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of these chunks, one row per id, in the order given."""
+        rows = self.rows_of(chunk_ids)
+        return np.asarray(self.vectors[[rows[c] for c in chunk_ids]], dtype=np.float32)
+
+    def rows_of(self, chunk_ids: Iterable[str]) -> dict[str, int]:
+        """The FAISS row of each chunk id (DocumentNotFoundError for an unknown id)."""
+        wanted = sorted(set(chunk_ids))
+        found: dict[str, int] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            sql = f"SELECT id, row FROM chunks WHERE id IN ({','.join('?' * len(part))})"
+            found.update((str(r[0]), int(r[1])) for r in self._query(sql, part))
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            raise DocumentNotFoundError(
+                f"No chunk {missing[0]!r} in the index at {self.index_dir}/."
+            )
+        return found
 
     # -- reading ------------------------------------------------------------------------
 
@@ -291,6 +332,19 @@ def _write_sqlite(path: Path, documents: Sequence[Document], chunks: Sequence[Ch
         db.close()
 
 
+def _load_bm25(index_dir: Path, db: sqlite3.Connection) -> Bm25Index:
+    """The saved BM25 index, or one built now for a folder written before BM25 existed."""
+    if (index_dir / BM25_DIR / BM25_PARAMS_FILE).is_file():
+        return Bm25Index.load(index_dir / BM25_DIR, mmap=True)
+    log.warning(
+        "The index at %s/ has no BM25 keyword index; building one in memory. "
+        "Run `qa index` once to save it.",
+        index_dir,
+    )
+    rows = db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY row").fetchall()
+    return Bm25Index.build([embedding_text(_chunk(r)) for r in rows])
+
+
 def resolve_index_type(n: int, settings: Settings) -> str:
     """The FAISS index kind used for `n` vectors: "auto" means exact search until the threshold."""
     if settings.index_type == "auto":
@@ -306,15 +360,29 @@ def _build_faiss(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index, 
     kind = resolve_index_type(n, settings)
     index: faiss.Index
     if kind == "hnsw":
-        hnsw = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        # 8-bit codes: a quarter of the memory of float32 for the same recall@10 (0.99 at 1M
+        # in bench/bench_store.py); exact vectors stay in vectors.npy for rescoring.
+        hnsw = faiss.IndexHNSWSQ(
+            dim,
+            faiss.ScalarQuantizer.QT_8bit,  # type: ignore[arg-type]  # an enum int in FAISS
+            settings.hnsw_m,
+            faiss.METRIC_INNER_PRODUCT,
+        )
         hnsw.hnsw.efConstruction = max(40, 2 * settings.hnsw_m)
+        if n:
+            hnsw.train(_training_sample(vectors, 100_000))
         index = hnsw
-        params: dict[str, Any] = {"M": settings.hnsw_m, "efConstruction": hnsw.hnsw.efConstruction}
+        params: dict[str, Any] = {
+            "M": settings.hnsw_m,
+            "efConstruction": hnsw.hnsw.efConstruction,
+            "codes": "sq8",
+        }
     elif kind == "ivf":
         # ~4 sqrt(n) lists, with at least 39 training points per list (FAISS's own minimum).
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
+        # k-means on 64 points per list converges as well as on all of them, in far less time.
+        index.train(_training_sample(vectors, 64 * nlist))
         params = {"nlist": nlist}
     else:
         index = faiss.IndexFlatIP(dim)
@@ -322,6 +390,15 @@ def _build_faiss(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index, 
     if n:
         index.add(vectors)
     return index, {"type": kind, "params": params, "requested": settings.index_type}
+
+
+def _training_sample(vectors: np.ndarray, limit: int) -> np.ndarray:
+    """At most `limit` rows, spread over the whole matrix (same rows on every build)."""
+    n = vectors.shape[0]
+    if n <= limit:
+        return vectors
+    rows = np.sort(np.random.default_rng(0).choice(n, size=limit, replace=False))
+    return np.ascontiguousarray(vectors[rows])
 
 
 def _tune(index: faiss.Index, settings: Settings) -> None:

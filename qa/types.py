@@ -77,6 +77,38 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One candidate passage and how each stage scored it (the `--explain` row)."""
+
+    chunk: Chunk
+    dense_rank: int | None
+    dense_score: float
+    bm25_rank: int | None
+    bm25_score: float | None
+    fused_score: float
+    rerank_score: float | None
+    rank: int | None
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        def rounded(x: float | None) -> float | None:
+            return None if x is None else round(float(x), 6)
+
+        return {
+            "chunk_id": self.chunk.id,
+            "doc_id": self.chunk.doc_id,
+            "rank": self.rank,
+            "status": self.status,
+            "dense_rank": self.dense_rank,
+            "dense_score": rounded(self.dense_score),
+            "bm25_rank": self.bm25_rank,
+            "bm25_score": rounded(self.bm25_score),
+            "fused_score": rounded(self.fused_score),
+            "rerank_score": rounded(self.rerank_score),
+        }
+
+
+@dataclass(frozen=True)
 class Citation:
     """A quoted span of a source document backing a claim; offsets are in the document."""
 
@@ -126,9 +158,11 @@ class Answer:
     citations: tuple[Citation, ...] = ()
     passages: tuple[Passage, ...] = ()
     timings_ms: tuple[tuple[str, float], ...] = field(default=())
+    # Every retrieval candidate with its scores, only when the caller asked to explain.
+    candidates: tuple[Candidate, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "question": self.question,
             "standalone_question": self.standalone_question or self.question,
             "answer": self.answer,
@@ -140,3 +174,6 @@ class Answer:
             "answerer": self.answerer,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms},
         }
+        if self.candidates:
+            out["explain"] = [c.to_dict() for c in self.candidates]
+        return out

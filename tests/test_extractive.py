@@ -55,7 +55,7 @@ def answerer(embedder: Embedder) -> ExtractiveAnswerer:
 @pytest.fixture(scope="module")
 def demo(demo_settings: Settings, embedder: Embedder) -> tuple[Retriever, Document]:
     store = FaissStore.load(demo_settings.index_dir, demo_settings)
-    return Retriever(store, embedder), store.document(DEMO_DOC_ID)
+    return Retriever(store, embedder, demo_settings), store.document(DEMO_DOC_ID)
 
 
 def demo_questions() -> list[dict]:

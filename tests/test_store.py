@@ -82,6 +82,7 @@ def test_round_trip(settings: Settings) -> None:
     store = FaissStore.load(settings.index_dir, settings)
 
     assert sorted(p.name for p in settings.index_dir.iterdir()) == [
+        "bm25",
         "index.faiss",
         "manifest.json",
         "store.sqlite",
@@ -231,11 +232,15 @@ def test_rewrite_replaces_the_index(settings: Settings) -> None:
 @pytest.mark.parametrize(
     ("overrides", "kind", "params"),
     [
-        ({"index_type": "hnsw", "hnsw_m": 16}, "hnsw", {"M": 16, "efConstruction": 40}),
+        (
+            {"index_type": "hnsw", "hnsw_m": 16},
+            "hnsw",
+            {"M": 16, "efConstruction": 40, "codes": "sq8"},
+        ),
         (
             {"index_type": "auto", "auto_index_threshold": 100},
             "hnsw",
-            {"M": 32, "efConstruction": 64},
+            {"M": 32, "efConstruction": 64, "codes": "sq8"},
         ),
         ({"index_type": "ivf"}, "ivf", {"nlist": 10}),
         ({"index_type": "flat"}, "flat", {}),

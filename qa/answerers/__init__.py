@@ -46,7 +46,12 @@ BUILTINS = (
 
 @runtime_checkable
 class Answerer(Protocol):
-    """Turns a question and its ranked passages into a cited Answer."""
+    """Turns a question and its ranked passages into a cited Answer.
+
+    An answerer that sets `packs_context = True` is handed as many ranked passages as fit the
+    token budget and also receives it as `context_tokens=` (a per-request override included);
+    the others get the top_k passages.
+    """
 
     name: str
     description: str

@@ -55,6 +55,8 @@ class OpenAIChatAnswerer:
 
     name = NAME
     description = DESCRIPTION
+    # The pipeline hands over as many ranked passages as fit `context_tokens` (per request).
+    packs_context = True
 
     def __init__(
         self,
@@ -83,33 +85,45 @@ class OpenAIChatAnswerer:
         )
 
     def messages(
-        self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        history: Sequence[Turn] = (),
+        *,
+        context_tokens: int | None = None,
     ) -> tuple[list[dict[str, str]], tuple[Passage, ...]]:
         """The chat messages for a question, and the passages they show (packed to budget)."""
         from qa.prompts import pack_passages, render_messages
         from qa.tokens import get_encoding
 
+        budget = context_tokens or self.context_tokens
         encoding = get_encoding(self.encoding_name)
-        shown = pack_passages(
-            question, passages, history, context_tokens=self.context_tokens, encoding=encoding
-        )
-        msgs = render_messages(
-            question, shown, history, context_tokens=self.context_tokens, encoding=encoding
-        )
+        shown = pack_passages(question, passages, history, context_tokens=budget, encoding=encoding)
+        msgs = render_messages(question, shown, history, context_tokens=budget, encoding=encoding)
         return msgs, shown
 
     def answer(
-        self, question: str, passages: Sequence[Passage], *, history: Sequence[Turn] = ()
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        *,
+        history: Sequence[Turn] = (),
+        context_tokens: int | None = None,
     ) -> Answer:
         """Ask the LLM over the passages and return its verified, cited answer."""
         if not passages:
             return self._no_passages(question)
-        msgs, shown = self.messages(question, passages, history)
+        msgs, shown = self.messages(question, passages, history, context_tokens=context_tokens)
         reply = self.client.complete(msgs)
         return self.finish(question, reply, shown)
 
     def stream(
-        self, question: str, passages: Sequence[Passage], *, history: Sequence[Turn] = ()
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        *,
+        history: Sequence[Turn] = (),
+        context_tokens: int | None = None,
     ) -> Iterator[str | Answer]:
         """Text deltas as the LLM writes them, then the verified Answer."""
         if not passages:
@@ -117,7 +131,7 @@ class OpenAIChatAnswerer:
             yield answer.answer
             yield answer
             return
-        msgs, shown = self.messages(question, passages, history)
+        msgs, shown = self.messages(question, passages, history, context_tokens=context_tokens)
         parts: list[str] = []
         for delta in self.client.stream(msgs):
             parts.append(delta)

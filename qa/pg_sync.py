@@ -1,0 +1,317 @@
+"""`qa index --store postgres`: sync a corpus folder (or a FAISS index folder) into Postgres.
+
+Incremental by content hash as for the FAISS store: only new and changed documents are chunked
+and embedded, before any write. Each sync is one transaction, so readers (and a hot standby)
+see the old corpus or the new one, never a half, and a run killed part-way changes nothing:
+
+- incremental: upsert changed documents, delete their old chunks, COPY the new ones;
+- full (first run, --rebuild, other model/dimension/chunking): COPY into fresh tables, build
+  the HNSW and GIN indexes, then drop the old tables and rename the new ones in.
+
+Runs on one schema are serialised by an advisory lock held for the whole run; the second
+says so and waits. The BM25 keyword index is rebuilt in the same transaction and saved as a
+tar in `keyword_index`, so every server (and replica) loads the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qa.chunking import CHUNKER_VERSION, embedding_text
+from qa.config import Settings
+from qa.corpus import load_corpus
+from qa.embed_cache import open_cache
+from qa.index_folder import base_manifest, manifest_differences, versions
+from qa.indexing import IndexReport, _embed, make_chunker
+from qa.pg_keyword import build_bm25, pack_bm25
+from qa.pg_schema import (
+    connect,
+    create_corpus_tables,
+    create_search_indexes,
+    database_errors,
+    describe,
+    ensure_schema,
+    index_lock,
+    require_dsn,
+)
+from qa.types import Chunk, Document
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from qa.embedding import Embedder
+
+log = logging.getLogger(__name__)
+
+_COPY_CHUNKS = (
+    'COPY {table} (id, doc_id, seq, title, text, start, "end", n_tokens, page, embedding) '
+    "FROM STDIN WITH (FORMAT BINARY)"
+)
+_CHUNK_TYPES = ["text", "text", "int4", "text", "text", "int4", "int4", "int4", "int4", "vector"]
+_DOC_INSERT = (
+    "INSERT INTO {table} (id, title, source, text, content_hash, pages) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET title = excluded.title, "
+    "source = excluded.source, text = excluded.text, content_hash = excluded.content_hash, "
+    "pages = excluded.pages"
+)
+
+
+def sync_index(
+    settings: Settings,
+    *,
+    embedder: Embedder,
+    corpus_dir: Path | None = None,
+    rebuild: bool = False,
+    progress: bool = False,
+) -> IndexReport:
+    """Bring the Postgres index up to date with the corpus folder (incrementally)."""
+    started = time.perf_counter()
+    corpus_dir = Path(corpus_dir or settings.corpus_dir)
+    corpus = load_corpus(corpus_dir)
+    dsn = require_dsn(settings)
+    where = f"{describe(dsn)} (schema {settings.pg_schema})"
+    with (
+        database_errors(dsn, "database_url"),
+        connect(dsn, settings, setting="database_url", application="qa index") as conn,
+    ):
+        # A killed run's backend must notice and roll back (and unlock) even while it waits.
+        conn.execute("SET client_connection_check_interval = '1s'")
+        with index_lock(conn, settings, where):
+            ensure_schema(conn, settings, where)
+            old, reason = _previous(conn, settings, embedder, rebuild, where)
+            old_hashes = _hashes(conn) if old is not None else {}
+            n_old = _count(conn, "chunks") if old is not None else 0
+            fresh_docs = [d for d in corpus.documents if old_hashes.get(d.id) != d.content_hash]
+            chunks_of = make_chunker(settings, embedder).chunk_documents(fresh_docs)
+            fresh = [c for doc_chunks in chunks_of for c in doc_chunks]
+            log.info("%d documents to (re)index: %d chunks to embed", len(fresh_docs), len(fresh))
+            # The local embedding cache (beside settings.index_dir) spares re-embedding text
+            # seen before, e.g. when switching between the FAISS and the Postgres store.
+            index_dir = Path(settings.index_dir)
+            cache = open_cache(settings, index_dir, embedder, rows=len(fresh) + n_old)
+            texts = [embedding_text(c) for c in fresh]
+            vectors = _embed(embedder, texts, progress=progress, cache=cache)
+            files = {f.path: f.content_hash for f in corpus.files}
+            removed = sorted(old_hashes.keys() - {d.id for d in corpus.documents})
+            manifest = base_manifest(
+                settings,
+                model=embedder.name,
+                dim=embedder.dim,
+                model_token_limit=embedder.max_tokens,
+                chunker=CHUNKER_VERSION,
+                corpus_dir=str(corpus_dir),
+            )
+            manifest["files"] = dict(sorted(files.items()))
+            up_to_date = (
+                old is not None and not fresh_docs and not removed and old.get("files") == files
+            )
+            if old is None:
+                write_full(conn, settings, corpus.documents, fresh, vectors, manifest)
+            elif not up_to_date:
+                changed = [d.id for d in fresh_docs if d.id in old_hashes]
+                merged = {**old, **manifest}
+                _write_incremental(
+                    conn, settings, fresh_docs, changed, removed, fresh, vectors, merged
+                )
+            n_chunks = _count(conn, "chunks")
+    added = sum(1 for d in fresh_docs if d.id not in old_hashes)
+    report = IndexReport(
+        added=added,
+        changed=len(fresh_docs) - added,
+        removed=len(removed),
+        unchanged=len(corpus.documents) - len(fresh_docs),
+        n_documents=len(corpus.documents),
+        n_chunks=n_chunks,
+        n_embedded=len(fresh),
+        skipped=corpus.skipped,
+        seconds=time.perf_counter() - started,
+        index_dir=Path(settings.index_dir),
+        full_rebuild=old is None,
+        reason=reason,
+        written=not up_to_date,
+    )
+    log.info(
+        "Synced %d documents into %s (%d added, %d changed, %d removed); embedded %d chunks "
+        "in %.1f s", report.n_documents, where, added, report.changed, len(removed),
+        len(fresh), report.seconds,
+    )  # fmt: skip
+    return report
+
+
+def copy_faiss_index(settings: Settings, index_dir: Path) -> tuple[int, int]:
+    """Copy a FAISS index folder (chunks + vectors, no re-embedding) into Postgres."""
+    from qa.store import FaissStore
+
+    store = FaissStore.load(index_dir, settings)
+    try:
+        documents, chunks = store.documents(), store.chunks()
+        vectors = np.asarray(store.vectors, dtype=np.float32)
+        keep = ("counts", "documents", "index", "versions", "built_at", "bm25")
+        manifest = {k: v for k, v in store.manifest.items() if k not in keep}
+    finally:
+        store.close()
+    dsn = require_dsn(settings)
+    where = f"{describe(dsn)} (schema {settings.pg_schema})"
+    with (
+        database_errors(dsn, "database_url"),
+        connect(dsn, settings, setting="database_url", application="qa migrate") as conn,
+        index_lock(conn, settings, where),
+    ):
+        ensure_schema(conn, settings, where)
+        write_full(conn, settings, documents, chunks, vectors, manifest)
+    return len(documents), len(chunks)
+
+
+def _previous(
+    conn: psycopg.Connection[Any], settings: Settings, embedder: Embedder, rebuild: bool, where: str
+) -> tuple[dict[str, Any] | None, str]:
+    """The manifest of the index in the database if it can be updated in place, and why not."""
+    if rebuild:
+        return None, "rebuild requested"
+    row = conn.execute("SELECT data FROM manifest WHERE id = 1").fetchone()
+    if row is None or conn.execute("SELECT to_regclass('chunks')").fetchone() == (None,):
+        return None, f"no index in {where}"
+    manifest: dict[str, Any] = row[0]
+    diffs = manifest_differences(manifest, settings, dim=embedder.dim)
+    for field, now in (("model_token_limit", embedder.max_tokens), ("chunker", CHUNKER_VERSION)):
+        if manifest.get(field) != now:
+            diffs.append((field, manifest.get(field), now))
+    built_m = manifest.get("index", {}).get("params", {}).get("M")
+    if built_m != settings.hnsw_m:
+        diffs.append(("hnsw_m", built_m, settings.hnsw_m))
+    if diffs:
+        reason = "settings changed: " + "; ".join(f"{f} {a!r} -> {b!r}" for f, a, b in diffs)
+        log.info("Rebuilding the index in %s fully (%s)", where, reason)
+        return None, reason
+    return manifest, "incremental update"
+
+
+def _count(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _hashes(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    return dict(conn.execute("SELECT id, content_hash FROM documents").fetchall())
+
+
+def write_full(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    documents: Sequence[Document],
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    manifest: dict[str, Any],
+) -> None:
+    """Replace the whole corpus in one transaction: new tables, indexes, then a rename."""
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 else int(manifest["dim"])
+    with conn.transaction():
+        gen = _bump_generation(conn)
+        conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        conn.execute("DROP TABLE IF EXISTS chunks_next, documents_next")
+        create_corpus_tables(conn, suffix="_next", gen=gen, dim=dim, settings=settings)
+        _insert_documents(conn, "documents_next", documents)
+        _copy_chunks(conn, "chunks_next", chunks, vectors)
+        info = create_search_indexes(conn, suffix="_next", gen=gen, settings=settings)
+        # Readers wait only from here to the commit (the DROP's lock), then see the new tables.
+        conn.execute("DROP TABLE IF EXISTS chunks, documents")
+        conn.execute("ALTER TABLE documents_next RENAME TO documents")
+        conn.execute("ALTER TABLE chunks_next RENAME TO chunks")
+        full = {**manifest, "dim": dim, "index": info, "store": "postgres"}
+        _finish(conn, settings, gen, full)
+    log.info("Wrote %d documents, %d chunks (generation %d)", len(documents), len(chunks), gen)
+
+
+def _write_incremental(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    fresh_docs: Sequence[Document],
+    changed: Sequence[str],
+    removed: Sequence[str],
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    manifest: dict[str, Any],
+) -> None:
+    """Apply new, changed and removed documents in one transaction."""
+    with conn.transaction():
+        gen = _bump_generation(conn)
+        _insert_documents(conn, "documents", fresh_docs)
+        conn.execute("DELETE FROM chunks WHERE doc_id = ANY(%s)", (list(changed),))
+        conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (list(removed),))
+        _copy_chunks(conn, "chunks", chunks, vectors)
+        _finish(conn, settings, gen, manifest)
+    log.info(
+        "Applied %d new or changed and %d removed documents (generation %d)",
+        len(fresh_docs), len(removed), gen,
+    )  # fmt: skip
+
+
+def _bump_generation(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "UPDATE meta SET value = to_jsonb(value::text::bigint + 1) WHERE key = 'generation' "
+        "RETURNING value"
+    ).fetchone()
+    assert row is not None, "ensure_schema creates the generation"
+    return int(row[0])
+
+
+def _insert_documents(
+    conn: psycopg.Connection[Any], table: str, documents: Sequence[Document]
+) -> None:
+    rows = [(d.id, d.title, d.source, d.text, d.content_hash, list(d.pages)) for d in documents]
+    with conn.cursor() as cur:
+        cur.executemany(_DOC_INSERT.format(table=table), rows)
+
+
+def _copy_chunks(
+    conn: psycopg.Connection[Any], table: str, chunks: Sequence[Chunk], vectors: np.ndarray
+) -> None:
+    """COPY the chunks (seq = position within their document) with their vectors."""
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    seq: dict[str, int] = {}
+    with conn.cursor() as cur, cur.copy(_COPY_CHUNKS.format(table=table)) as copy:
+        copy.set_types(_CHUNK_TYPES)
+        for c, vec in zip(chunks, vectors, strict=True):
+            n = seq[c.doc_id] = seq.get(c.doc_id, -1) + 1
+            copy.write_row(
+                (c.id, c.doc_id, n, c.title, c.text, c.start, c.end, c.n_tokens, c.page, vec)
+            )
+
+
+def _finish(
+    conn: psycopg.Connection[Any], settings: Settings, gen: int, manifest: dict[str, Any]
+) -> None:
+    """Save the BM25 index and the manifest of generation `gen` (inside its transaction)."""
+    from psycopg.types.json import Jsonb
+
+    from qa.bm25 import INFO as BM25_INFO
+
+    rows = conn.execute('SELECT id, doc_id, title, text, start, "end", n_tokens, page '
+                        "FROM chunks ORDER BY doc_id, seq").fetchall()  # fmt: skip
+    chunks = [Chunk(*r) for r in rows]
+    (n_docs,) = conn.execute("SELECT count(*) FROM documents").fetchone()  # type: ignore[misc]
+    full = {
+        **manifest,
+        "counts": {"documents": n_docs, "chunks": len(chunks), "files": len(manifest["files"])},
+        "versions": {**versions(), "postgres": conn.info.parameter_status("server_version")},
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    # Saved whatever pg_keyword says, so servers can switch keyword ranking without re-indexing.
+    conn.execute(
+        "INSERT INTO keyword_index VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+        "generation = excluded.generation, chunk_ids = excluded.chunk_ids, data = excluded.data",
+        (gen, [c.id for c in chunks], pack_bm25(build_bm25(chunks))),
+    )
+    full["bm25"] = BM25_INFO
+    conn.execute(
+        "INSERT INTO manifest VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+        (Jsonb(full),),
+    )
