@@ -1,20 +1,21 @@
 """Fit the extractive answerer's abstention confidence and threshold; report held-out numbers.
 
-    .venv/bin/python bench/calibrate_abstention.py [--out bench/out] [--top-k 5] [--reuse]
-        [--shipped]
+    .venv/bin/python bench/calibrate_abstention.py [--out bench/out] [--top-k 5]
+        [--reuse-retrieval] [--reuse] [--shipped]
 
-Indexes the SQuAD 2.0 dev subset and the demo corpus (real chunker, MiniLM, FAISS) into
-`--out`, retrieves for every question (follow-ups rewritten with qa.followup), and records the
-answerer's confidence features. Split: SQuAD by article (fit: Normans, Southern_California,
+Indexes the SQuAD 2.0 dev subset and the demo corpus (real chunker, MiniLM, FAISS + BM25) into
+`--out`, retrieves for every question with the shipped retrieval settings (hybrid by default;
+follow-ups rewritten with qa.followup), and records the answerer's confidence features. The
+passages are saved, so `--reuse-retrieval` re-runs only the answerer (after a feature change)
+and `--reuse` only the fit. Split: SQuAD by article (fit: Normans, Southern_California,
 Sky_(United_Kingdom); held out: Computational_complexity_theory, Victoria_(Australia)); demo by
 id parity (fit: odd ids; held out: even). A logistic regression predicts "the answer is right"
 (answerable and the quoted sentences contain a gold answer); features whose weight would take
 the wrong sign (e.g. "a higher retrieval score lowers confidence") are dropped. It is fitted
-on the rows no guard rule
-decides; the threshold maximises the sum of the two sets' abstention F1 on the fit split,
-penalising more than 5% false abstention on the demo fit half. Prints the weights for
-qa/answerers/extractive.py, the threshold for qa/config.py, and every number on the fit and
-held-out halves.
+on the rows no guard rule decides; the threshold maximises the sum of the two sets' abstention
+F1 on the fit split, penalising more than 5% false abstention on the demo fit half. Prints the
+weights for qa/answerers/extractive.py, the threshold for qa/config.py, and every number on
+the fit and held-out halves.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from qa.followup import rewrite_followup  # noqa: E402
 from qa.indexing import build_index  # noqa: E402
 from qa.metrics import contains_gold, exact_match, percentile, token_f1  # noqa: E402
 from qa.retrieval import Retriever  # noqa: E402
-from qa.store import FaissStore  # noqa: E402
-from qa.types import Turn  # noqa: E402
+from qa.stores import open_store  # noqa: E402
+from qa.types import Chunk, Passage, Turn  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "eval" / "squad2-dev-subset"
 DEMO = ROOT / "bench" / "demo_questions.jsonl"
@@ -56,51 +57,70 @@ class Row:
     fit: bool
     answerable: bool
     answers: list[str]
-    x: list[float]
+    features: dict[str, float]
     correct: bool
     short: str | None
     ms: float
     guard: bool
 
+    @property
+    def x(self) -> list[float]:
+        return [self.features.get(f, 0.0) for f in FEATURES]
 
-def _index(name: str, corpus_dir: Path, out: Path):  # type: ignore[no-untyped-def]
+
+def _retrieve(name: str, questions: list[dict], corpus_dir: Path, out: Path, k: int, reuse: bool):  # type: ignore[no-untyped-def]
+    """Standalone questions and their passages (hybrid retrieval, the shipped settings);
+    saved to `out` so feature work can re-run the answerer without re-indexing."""
     settings = load_settings(corpus_dir=corpus_dir, index_dir=out / f"{name}-index", _env_file=None)
     embedder = get_embedder(settings.embedding_model)
+    cache = out / f"retrieved-{name}-k{k}-{settings.retrieval}.json"
+    if reuse and cache.exists():
+        saved = json.loads(cache.read_text())
+        return (
+            embedder,
+            saved["standalone"],
+            [
+                tuple(Passage(Chunk(**c), score, rank) for c, score, rank in ps)
+                for ps in saved["passages"]
+            ],
+        )
     build_index(settings, embedder=embedder)
-    return Retriever(FaissStore.load(settings.index_dir, settings), embedder), embedder
-
-
-def _rows(name: str, questions: list[dict], corpus_dir: Path, out: Path, k: int) -> list[Row]:
-    retriever, embedder = _index(name, corpus_dir, out)
-    answerer = ExtractiveAnswerer(embedder, abstain_threshold=0.0)
+    retriever = Retriever(open_store(settings), embedder, settings)
     standalone = [
         rewrite_followup(q["question"], [Turn("user", h) for h in q.get("history", [])])
         for q in questions
     ]
     retrieved = retriever.retrieve_many(standalone, k)
+    cache.write_text(json.dumps({
+        "standalone": standalone,
+        "passages": [
+            [[dataclasses.asdict(p.chunk), p.score, p.rank] for p in ps] for ps in retrieved
+        ],
+    }))  # fmt: skip
+    return embedder, standalone, retrieved
+
+
+def _rows(
+    name: str, questions: list[dict], corpus_dir: Path, out: Path, k: int, reuse: bool
+) -> list[Row]:
+    embedder, standalone, retrieved = _retrieve(name, questions, corpus_dir, out, k, reuse)
+    answerer = ExtractiveAnswerer(embedder, abstain_threshold=0.0)
     rows = []
     for i, (q, text, passages) in enumerate(zip(questions, standalone, retrieved, strict=True)):
-        if i % 200 == 0:
+        if i % 500 == 0:
             print(f"{name}: {i}/{len(questions)} questions", flush=True)
         t0 = time.perf_counter()
-        answer = answerer.answer(text, passages)
-        ms = (time.perf_counter() - t0) * 1000
         analysis = answerer.analyse(text, passages)
+        answer = answerer.respond(text, passages, analysis)
+        ms = (time.perf_counter() - t0) * 1000
         correct = q["answerable"] and bool(contains_gold(answer.answer, q["answers"]))
         rows.append(
             Row(q["id"], name, _is_fit(name, q), q["answerable"], q["answers"],
-                [analysis.features[f] for f in FEATURES], correct, answer.short_answer, ms,
-                analysis.guard is not None)
+                {k: float(v) for k, v in analysis.features.items()}, correct,
+                answer.short_answer, ms, analysis.guard is not None)
         )  # fmt: skip
-    # A second, warm pass: sentence vectors are cached, as in a running server.
-    warm = []
-    for text, passages in zip(standalone, retrieved, strict=True):
-        t0 = time.perf_counter()
-        answerer.answer(text, passages)
-        warm.append((time.perf_counter() - t0) * 1000)
-    cold = percentile([r.ms for r in rows], 50)
-    print(f"{name}: latency p50 cold {cold:.1f} ms, warm {percentile(warm, 50):.1f} ms, "
-          f"warm p95 {percentile(warm, 95):.1f} ms", flush=True)  # fmt: skip
+    print(f"{name}: answer latency p50 {percentile([r.ms for r in rows], 50):.1f} ms, "
+          f"p95 {percentile([r.ms for r in rows], 95):.1f} ms", flush=True)  # fmt: skip
     return rows
 
 
@@ -115,7 +135,8 @@ def _is_fit(name: str, q: dict) -> bool:
 # similarity, more covered words, a span of the asked-for kind -> more confident; more question
 # words missing -> less. A fit that flips a sign learned a quirk of the data, not a rule.
 SIGNS = {"top_score": 1, "sentence_sim": 1, "sentence_lex": 1, "context_lex": 1, "cue": 1,
-         "missing": -1, "context_sim": 1}  # fmt: skip
+         "missing": -1, "context_sim": 1, "word_cover": 1, "key_cover": 1, "negation_lost": -1,
+         "margin": 1, "best_passage": 1, "opposite": -1}  # fmt: skip
 
 
 def fit_monotone(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -194,6 +215,11 @@ def main() -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="refit from the rows saved by the last full run"
     )
+    parser.add_argument(
+        "--reuse-retrieval",
+        action="store_true",
+        help="re-run the answerer on the passages saved by the last run (no re-indexing)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     squad_corpus = args.out / "squad-corpus"
@@ -206,8 +232,9 @@ def main() -> int:
     else:
         squad_q = [json.loads(line) for line in (SQUAD / "questions.jsonl").open()]
         demo_q = [json.loads(line) for line in DEMO.open()]
-        rows = _rows("squad", squad_q, squad_corpus, args.out, args.top_k)
-        rows += _rows("demo", demo_q, ROOT / "corpus", args.out, args.top_k)
+        again = args.reuse_retrieval
+        rows = _rows("squad", squad_q, squad_corpus, args.out, args.top_k, again)
+        rows += _rows("demo", demo_q, ROOT / "corpus", args.out, args.top_k, again)
         cache.write_text(json.dumps([dataclasses.asdict(r) for r in rows]))
 
     fit = [r for r in rows if r.fit]

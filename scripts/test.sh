@@ -29,6 +29,6 @@ gate_index=$(mktemp -d)
 trap 'rm -rf "$gate_index"' EXIT
 .venv/bin/qa index --index "$gate_index/index" >/dev/null
 .venv/bin/qa eval bench/demo_questions.jsonl --index "$gate_index/index" \
-  --min retrieval.hit@5=0.98 --min answers.contains_gold=0.85 --min answers.f1=0.70 \
+  --min retrieval.hit@5=0.98 --min answers.contains_gold=0.88 --min answers.f1=0.72 \
   --min citations.precision=0.95 --min citations.supported=0.99 \
-  --min abstention.recall=0.55 --max abstention.false_abstention_rate=0.10
+  --min abstention.recall=0.58 --max abstention.false_abstention_rate=0.05

@@ -15,8 +15,8 @@ words the question and the sentence share.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from qa.answerers.phrases import PHRASE_PENALTY, Candidate, coordinated, either, other_than, phrases
 from qa.citations import STOPWORDS, Span, content_terms, stem
 
 _MONTH = (
@@ -35,7 +35,7 @@ _DATE = re.compile(
 _SCALE = r"(?:\s+(?:hundred|thousand|million|billion|trillion))?"
 _NUMBER = re.compile(
     r"(?:about |approximately |nearly |over |more than |up to |around )?"
-    rf"(?:US\$|\$|€|£|¥)\s?\d[\d,]*(?:\.\d+)?{_SCALE}"
+    rf"(?:US\$|\$|€|£|¥)\s?\d[\d,]*(?:\.\d+)?(?:bn|m|k)?\b{_SCALE}"
     rf"|\b\d[\d,]*(?:\.\d+)?(?:\s*%|\s+percent|\s+per cent)"
     rf"|\b\d[\d,]*(?:\.\d+)?{_SCALE}(?:\s+(?:yuan|dollars|euros|pounds|RMB|km|kilometres|"
     r"kilometers|miles|square miles|square kilometres|people|years|months|days|hours|"
@@ -94,6 +94,16 @@ _TYPE_CUES: tuple[tuple[str, str], ...] = (
         r"|\bwhat did .* (?:issue|publish|release|announce)\b",
     ),
 )
+_MONEY_QUESTION = re.compile(
+    r"\bhow much (?:money|funding|cash|capital)\b|\bhow much did .* (?:cost|pay|spend|lose|"
+    r"earn|invest|raise)\b|\bwhat (?:is|was) the (?:cost|price|budget)\b",
+    re.I,
+)
+_CURRENCY = re.compile(
+    r"[$€£¥]|\b(?:yuan|RMB|dollars?|euros?|pounds?|yen|francs?|marks?|billion|million)\b", re.I
+)
+ROLE_BONUS = 1.0  # the role word pins the answer: it outweighs nearness
+_AUXILIARY = frozenset(("is", "was", "are", "were", "did", "does", "do", "has", "had", "can"))
 _COMPILED = tuple((kind, re.compile(p, re.I)) for kind, p in _TYPE_CUES)
 
 
@@ -103,16 +113,6 @@ def question_type(question: str) -> str | None:
         if pattern.search(question):
             return kind
     return None
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A short-answer span inside a sentence, with how well it fits the question."""
-
-    text: str
-    start: int
-    end: int
-    score: float
 
 
 def candidates(sentence: str, kind: str | None) -> list[Span]:
@@ -167,10 +167,13 @@ def short_answer(question: str, sentence: str, kind: str | None = None) -> Candi
     question about Normandy); among the rest, the one nearest the question's words wins.
     """
     kind = kind if kind is not None else question_type(question)
-    if kind is None and not re.match(r"\s*(what|which)\b", question, re.I):
+    if kind is None and (choice := either(question, sentence)) is not None:
+        return choice
+    if kind is None and not re.search(r"\b(what|which)\b", question, re.I):
         return None
     q_terms = set(content_terms(question))
     q_words = {w.lower() for w in re.findall(r"\w+", question)}
+    besides = other_than(question)
     words = list(re.finditer(r"[\w'’]+", sentence))
     # Where each question term occurs in the sentence, as word positions.
     where: dict[str, list[int]] = {}
@@ -178,9 +181,19 @@ def short_answer(question: str, sentence: str, kind: str | None = None) -> Candi
         if m.group().lower() not in STOPWORDS and (t := stem(m.group())) in q_terms:
             where.setdefault(t, []).append(i)
     counted = _counted_noun(question) if kind == "number" else set()
+    # "What kind of arches ...?" -> the word just before "arches"; "Who patronized ...?" -> the
+    # name just before "patronized" (the subject).
+    head, head_bonus = _role_word(question)
+    head_at = [i for i, m in enumerate(words) if head and stem(m.group()) == head]
     q_prefixes = {w[:5] for w in _lower_words(question) if len(w) >= 5}
     best: Candidate | None = None
-    for found in candidates(sentence, kind):
+    found_spans = candidates(sentence, kind)
+    if kind is None:
+        found_spans += phrases(sentence, q_terms)
+    if kind == "number" and _MONEY_QUESTION.search(question):
+        # "How much money ...?" wants an amount of money, not "hundreds" of something else.
+        found_spans = [f for f in found_spans if _CURRENCY.search(f.text)]
+    for found in found_spans:
         span = _trim_question_words(found, q_words)
         if span is None:
             continue
@@ -202,10 +215,12 @@ def short_answer(question: str, sentence: str, kind: str | None = None) -> Candi
             near
             + in_clause
             + 0.5 * bool(counted & after)
+            + 0.7 * coordinated(sentence, span, besides)
+            + head_bonus * any(0 < i - last <= 2 for i in head_at)
             - 0.3 * len(terms & q_terms) / max(len(terms), 1)
         )
         if kind is None and not re.search(r"[A-Z\d]", span.text):
-            score -= 0.5
+            score -= PHRASE_PENALTY
         before = sentence[: span.start]
         if " " not in span.text and not before.strip() and not span.text.isupper():
             score -= 0.5  # "Closely", "Soon": capitalised only because it opens the sentence
@@ -233,6 +248,17 @@ def _clause(sentence: str, span: Span) -> str:
     left = max(sentence.rfind(c, 0, span.start) for c in ",;:")
     rights = [i for c in ",;:" if (i := sentence.find(c, span.end)) >= 0]
     return sentence[left + 1 : min(rights, default=len(sentence))]
+
+
+def _role_word(question: str) -> tuple[str | None, float]:
+    """The question word the answer should sit just before, with the bonus for doing so."""
+    m = re.search(r"\b(?:what|which) (?:kind|type|sort|form|style)s? of ([\w'’-]+)", question, re.I)
+    if m:
+        return stem(m.group(1)), ROLE_BONUS
+    m = re.match(r"\s*who ([\w'’-]+)", question, re.I)
+    if m and m.group(1).lower() not in STOPWORDS and m.group(1).lower() not in _AUXILIARY:
+        return stem(m.group(1)), ROLE_BONUS
+    return None, 0.0
 
 
 def _counted_noun(question: str) -> set[str]:
