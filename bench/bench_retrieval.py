@@ -7,8 +7,9 @@ For each variant (dense, BM25, hybrid RRF, hybrid convex, hybrid convex + dense 
 default, and the default + a cross-encoder when --reranker is given) prints document-level
 nDCG@10, recall@10 and recall@100 over the 300 test queries (ranked over the top 300 chunks,
 as `qa eval` does), and the latency of `Pipeline.search(q, k=10)` (embedding included; each
-query embedded fresh) p50/p95. Writes bench/out/retrieval.json. The index is the one
-`qa eval ../shared/eval/scifact` builds; run that first.
+query embedded fresh, FAISS on one OpenMP thread as in `qa serve`) p50/p95. Writes
+bench/out/retrieval.json. The index is the one `qa eval ../shared/eval/scifact` builds; run
+that first.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main() -> int:
     parser.add_argument("--reranker", help="a CrossEncoder name or folder for the rerank variant")
     parser.add_argument("--latency-queries", type=int, default=300)
     args = parser.parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # as `qa serve` runs searches (one thread per request)
     rows = [json.loads(x) for x in (SCIFACT / "questions.jsonl").read_text().splitlines()]
     queries = [r["question"] for r in rows]
     gold = [set(r["gold_ids"]) for r in rows]

@@ -183,7 +183,7 @@ class Retriever:
     ) -> dict[str, str]:
         """Keep the first k distinct passages in order; say why each other one was left out."""
         row = {cid: i for i, cid in enumerate(ids)}
-        similar = vectors @ vectors.T if self.settings.dedupe else None
+        dedupe = self.settings.dedupe
         status: dict[str, str] = {}
         kept: list[str] = []
         by_text: dict[str, str] = {}
@@ -195,10 +195,11 @@ class Retriever:
                 continue
             chunk = chunks[cid]
             twin = None
-            if similar is not None:
+            if dedupe:
                 twin = by_text.get(chunk.text) or _overlapping(chunk, by_doc.get(chunk.doc_id, ()))
                 if twin is None and kept:
-                    sims = similar[row[cid], [row[o] for o in kept]]
+                    # Only against the few kept so far: the loop stops at k kept passages.
+                    sims = vectors[[row[o] for o in kept]] @ vectors[row[cid]]
                     best = int(np.argmax(sims))
                     if sims[best] >= DUPLICATE_COSINE:
                         twin = kept[best]
