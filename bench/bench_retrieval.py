@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--reranker", help="a CrossEncoder name or folder for the rerank variant")
     parser.add_argument("--latency-queries", type=int, default=300)
+    parser.add_argument("--only", help="run just the variant with this name")
     args = parser.parse_args()
     import faiss
 
@@ -54,6 +55,8 @@ def main() -> int:
     variants = list(VARIANTS)
     if args.reranker:
         variants.append(("default + cross-encoder", {"reranker": args.reranker}))
+    if args.only:
+        variants = [v for v in variants if v[0] == args.only]
     base = {"index_dir": args.index, "corpus_dir": args.index.with_name("eval-scifact.corpus")}
     results = []
     for name, overrides in variants:

@@ -121,7 +121,7 @@ class Retriever:
         order = sorted(ids, key=lambda i: -fused[i])
         rerank: dict[str, float] = {}
         if self.reranker is not None:
-            head = order[: max(s.rerank_candidates, k)]
+            head = order[: s.rerank_candidates]
             scores = self.reranker.score(question, [chunks[i].text for i in head])
             rerank = dict(zip(head, scores, strict=True))
             order = sorted(head, key=lambda i: -rerank[i]) + order[len(head) :]
