@@ -91,7 +91,7 @@ def build_index(
         reused = _reusable(old, {d.id for d in corpus.documents} - fresh.keys())
         chunks, sources, to_embed = _layout(corpus.documents, fresh, reused)
         log.info("%d chunks, %d to embed", len(chunks), len(to_embed))
-        new_vectors = _embed(
+        new_vectors = embed_texts(
             embedder,
             to_embed,
             progress=progress,
@@ -107,14 +107,7 @@ def build_index(
         if old is not None:
             old.close()
     if not up_to_date:
-        manifest = base_manifest(
-            settings,
-            model=embedder.name,
-            dim=embedder.dim,
-            model_token_limit=embedder.max_tokens,
-            chunker=CHUNKER_VERSION,
-            corpus_dir=str(corpus_dir),
-        )
+        manifest = index_manifest(settings, embedder, corpus_dir)
         FaissStore.write(
             index_dir,
             documents=corpus.documents,
@@ -148,6 +141,18 @@ def build_index(
         len(to_embed), report.seconds,
     )  # fmt: skip
     return report
+
+
+def index_manifest(settings: Settings, embedder: Embedder, corpus_dir: Path) -> dict[str, Any]:
+    """How an index of `corpus_dir` is built with these settings (any store writes it)."""
+    return base_manifest(
+        settings,
+        model=embedder.name,
+        dim=embedder.dim,
+        model_token_limit=embedder.max_tokens,
+        chunker=CHUNKER_VERSION,
+        corpus_dir=str(corpus_dir),
+    )
 
 
 def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
@@ -258,7 +263,7 @@ def _same_build(old: FaissStore, files: dict[str, str], settings: Settings) -> b
     )
 
 
-def _embed(
+def embed_texts(
     embedder: Embedder,
     texts: Sequence[str],
     *,
@@ -273,7 +278,7 @@ def _embed(
             vectors = embed_with_cache(
                 cache,
                 texts,
-                lambda todo, done: _embed(embedder, todo, progress=progress, done=done),
+                lambda todo, done: embed_texts(embedder, todo, progress=progress, done=done),
                 embedder.dim,
             )
             log.info("Embedding cache: %d hits, %d misses", cache.hits, cache.misses)

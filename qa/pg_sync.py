@@ -28,8 +28,8 @@ from qa.chunking import CHUNKER_VERSION, embedding_text
 from qa.config import Settings
 from qa.corpus import load_corpus
 from qa.embed_cache import open_cache
-from qa.index_folder import base_manifest, manifest_differences, versions
-from qa.indexing import IndexReport, _embed, make_chunker
+from qa.index_folder import manifest_differences, versions
+from qa.indexing import IndexReport, embed_texts, index_manifest, make_chunker
 from qa.pg_keyword import build_bm25, pack_bm25
 from qa.pg_schema import (
     connect,
@@ -97,17 +97,10 @@ def sync_index(
             index_dir = Path(settings.index_dir)
             cache = open_cache(settings, index_dir, embedder, rows=len(fresh) + n_old)
             texts = [embedding_text(c) for c in fresh]
-            vectors = _embed(embedder, texts, progress=progress, cache=cache)
+            vectors = embed_texts(embedder, texts, progress=progress, cache=cache)
             files = {f.path: f.content_hash for f in corpus.files}
             removed = sorted(old_hashes.keys() - {d.id for d in corpus.documents})
-            manifest = base_manifest(
-                settings,
-                model=embedder.name,
-                dim=embedder.dim,
-                model_token_limit=embedder.max_tokens,
-                chunker=CHUNKER_VERSION,
-                corpus_dir=str(corpus_dir),
-            )
+            manifest = index_manifest(settings, embedder, Path(corpus_dir))
             manifest["files"] = dict(sorted(files.items()))
             up_to_date = (
                 old is not None and not fresh_docs and not removed and old.get("files") == files
