@@ -172,14 +172,7 @@ def _api_router(settings: Settings) -> APIRouter:
     )
     def ask(body: AskIn, pipeline: Ready) -> dict[str, Any]:
         """Answer a question (a follow-up when history is given) with cited spans."""
-        answer = pipeline.ask(
-            body.question,
-            history=body.turns(),
-            top_k=body.top_k,
-            answerer=body.answerer,
-            context_tokens=body.context_tokens,
-            explain=body.explain,
-        )
+        answer = pipeline.ask(body.question, **body.ask_kwargs())
         return answer.to_dict()
 
     @router.post(
@@ -198,14 +191,7 @@ def _api_router(settings: Settings) -> APIRouter:
     )
     async def ask_stream(body: AskIn, pipeline: Ready) -> EventStream:
         """Like POST /ask, streamed: the passages, then the answer text, then the Answer."""
-        events = pipeline.ask_stream(
-            body.question,
-            history=body.turns(),
-            top_k=body.top_k,
-            answerer=body.answerer,
-            context_tokens=body.context_tokens,
-            explain=body.explain,
-        )
+        events = pipeline.ask_stream(body.question, **body.ask_kwargs())
         # The first step validates and retrieves: its errors get a real status code.
         first = await run_in_threadpool(next, events, None)
         if first is None:

@@ -65,6 +65,7 @@ def _whole_number(value: Any) -> Any:
 
 # Constraints before the validator, so they stay JSON-schema minimum/maximum.
 TopK = Annotated[int, Field(ge=1, le=100), BeforeValidator(_whole_number)]
+ContextTokens = Annotated[int, Field(ge=64, le=131072), BeforeValidator(_whole_number)]
 
 
 class ErrorOut(BaseModel):
@@ -118,10 +119,8 @@ class AskIn(BaseModel):
     )
     top_k: TopK | None = Field(None, description="Passages to retrieve.")
     answerer: str | None = Field(None, description="Answerer name (see GET /answerers).")
-    context_tokens: int | None = Field(
+    context_tokens: ContextTokens | None = Field(
         None,
-        ge=64,
-        le=131072,
         description="Token budget of the passages given to answerers that pack context "
         "(openai-chat); default: the server setting context_tokens.",
     )
@@ -138,6 +137,16 @@ class AskIn(BaseModel):
 
     def turns(self) -> tuple[Turn, ...]:
         return tuple(t.to_turn() for t in self.history)
+
+    def ask_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `Pipeline.ask` / `ask_stream` this request asks for."""
+        return {
+            "history": self.turns(),
+            "top_k": self.top_k,
+            "answerer": self.answerer,
+            "context_tokens": self.context_tokens,
+            "explain": self.explain,
+        }
 
 
 class CandidateOut(BaseModel):
