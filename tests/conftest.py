@@ -14,26 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = ROOT / "corpus"
 DEMO_DOC_ID = "china-blockchain-policy-2017-2019.txt"
 DEMO_QUESTIONS = ROOT / "bench" / "demo_questions.jsonl"
-SHARED_EVAL = ROOT.parent / "shared" / "eval"
+DATA = ROOT / "tests" / "data"  # every record a test reads; see tests/data/README.md
 
 # Tests see only the settings they pass; a developer's QA_* variables must not leak in.
 for _name in [n for n in os.environ if n.startswith("QA_")]:
     del os.environ[_name]
 os.environ["HF_HUB_OFFLINE"] = "1"
-
-
-def in_ci() -> bool:
-    """True under CI, where a missing dependency must fail rather than skip."""
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, what: str) -> None:
-    """Skip (locally) or fail (in CI) when a test's real dependency is missing."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"missing dependency under CI: {what}")
-    pytest.skip(f"missing dependency: {what}")
 
 
 @pytest.fixture(scope="session")

