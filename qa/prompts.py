@@ -14,16 +14,16 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qa.resources import resource_dir
 from qa.types import Passage, Turn
 
 if TYPE_CHECKING:
     import jinja2
     import tiktoken
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = resource_dir("prompts")
 
 # The exact words the system prompt asks for when the passages lack the answer.
 ABSTAIN_PHRASE = "I couldn't find this in the documents."

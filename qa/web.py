@@ -7,7 +7,6 @@ and build the DOM with textContent, so document text can never run as markup.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +14,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+from qa.resources import resource_dir
+
+WEB_DIR = resource_dir("web")
 
 # Only our own files run; even a markup bug could not load or run anything else.
 _CSP = (
