@@ -27,7 +27,6 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa import errors
@@ -54,7 +53,7 @@ from qa.api_openai import (
 )
 from qa.api_state import LOADING as LOADING  # re-exported: the 503 message tests check
 from qa.api_state import AppState, Ready, app_state
-from qa.api_stream import AskEncoder, EventStream, stream_events
+from qa.api_stream import AskEncoder, EventStream, event_stream
 from qa.config import Settings
 from qa.pipeline import Pipeline
 
@@ -159,12 +158,7 @@ def _api_router(settings: Settings) -> APIRouter:
     async def ask_stream(body: AskIn, pipeline: Ready) -> EventStream:
         """Like POST /ask, streamed: the passages, then the answer text, then the Answer."""
         events = pipeline.ask_stream(body.question, **body.ask_kwargs())
-        # The first step validates and retrieves: its errors get a real status code.
-        first = await run_in_threadpool(next, events, None)
-        if first is None:
-            raise RuntimeError("the pipeline streamed no event")
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return EventStream(stream_events(first, events, status_for, AskEncoder()), headers=headers)
+        return await event_stream(events, status_for, AskEncoder())
 
     @router.get(
         "/search",

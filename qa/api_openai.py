@@ -32,7 +32,7 @@ from qa.api_openai_models import (
     OpenAIErrorOut,
 )
 from qa.api_state import Ready
-from qa.api_stream import EventStream, sse, stream_events
+from qa.api_stream import event_stream, sse
 from qa.pipeline import StreamEvent
 from qa.types import Answer
 
@@ -213,13 +213,7 @@ def openai_router(
             )
             return completion.body(answer)
         events = pipeline.ask_stream(question, history=history, answerer=answerer)
-        # The first step validates and retrieves: its errors get a real status code.
-        first = await run_in_threadpool(next, events, None)
-        if first is None:
-            raise RuntimeError("the pipeline streamed no event")
-        encoder = ChunkEncoder(completion)
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return EventStream(stream_events(first, events, status_for, encoder), headers=headers)
+        return await event_stream(events, status_for, ChunkEncoder(completion))
 
     return router
 

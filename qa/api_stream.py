@@ -68,6 +68,22 @@ class AskEncoder:
         return b""
 
 
+async def event_stream(
+    events: Iterator[StreamEvent],
+    status_for: Callable[[errors.QAError], int],
+    encoder: SSEEncoder,
+) -> EventStream:
+    """The streaming response of `events`, whose first step runs before the response starts.
+
+    That step validates and retrieves, so its errors still get a real status code.
+    """
+    first = await run_in_threadpool(next, events, None)
+    if first is None:
+        raise RuntimeError("the pipeline streamed no event")
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return EventStream(stream_events(first, events, status_for, encoder), headers=headers)
+
+
 async def stream_events(
     first: StreamEvent,
     events: Iterator[StreamEvent],
