@@ -8,10 +8,11 @@ Three read-only tools with typed input schemas and structured results (the wire 
     get_document(doc_id, start?, end?)  the document text, with the span highlighted
 
 The same Settings and index as every other command, answered through the same Pipeline. The
-index and the models load once per process, in a thread started before the stdio loop, so the
-MCP handshake does not wait for them; the first tool call does. Arguments that do not fit the
-schema are refused by the SDK with pydantic's message naming the field; a QAError (unknown
-document, blank question, no index ...) comes back as a tool error carrying its message.
+index and the models load once per process, in a thread started before the stdio loop: the MCP
+handshake waits only for the heavy imports, the first tool call for the loading. Arguments
+that do not fit the schema are refused by the SDK with pydantic's message naming the field; a
+QAError (unknown document, blank question, no index ...) comes back as a tool error carrying
+its message.
 """
 
 from __future__ import annotations
