@@ -38,8 +38,14 @@ from qa.types import Answer
 
 PREFIX = "/v1/"
 
-_CODES = {401: "invalid_api_key", 413: "request_too_large", 502: "backend_error"}
-_CODES |= {503: "not_ready", 504: "backend_timeout"}
+# OpenAI's machine-readable `code` per status (invalid_api_key is theirs; the rest are ours).
+_CODES = {
+    401: "invalid_api_key",
+    413: "request_too_large",
+    502: "backend_error",
+    503: "not_ready",
+    504: "backend_timeout",
+}
 
 _DESCRIPTIONS = {
     400: "Invalid request: bad JSON or fields, empty message list, last message not the "
