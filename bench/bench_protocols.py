@@ -3,10 +3,11 @@
 Runs the real `qa serve` in a subprocess (extractive answerer, demo corpus, an index built in a
 temporary folder), then asks the same demo questions through /ask and /v1/chat/completions,
 interleaved (A B B A ...) on one keep-alive connection, so both routes see the same machine
-state: median and p95 latency per route and the ratio of medians, plain and streamed. Then
-starts `qa mcp` on the same index with the official SDK's stdio client: time to the handshake,
-to the first tool result (index and models loading), and the round-trip of `search` and `ask`
-calls after start-up. Writes bench/out/protocols.json.
+state; each request's question is made unique, so no route finds its embedding cached. Median
+and p95 latency per route and the ratio of medians, plain and streamed. Then starts `qa mcp`
+on the same index with the official SDK's stdio client: time to the handshake, to the first
+tool result (index and models loading), and the round-trip of `search` and `ask` calls after
+start-up. Writes bench/out/protocols.json.
 
     .venv/bin/python bench/bench_protocols.py [--rounds 60] [--mcp-calls 60]
 """
@@ -39,9 +40,17 @@ def summary(ms: list[float]) -> dict[str, float]:
     return {"n": len(ms), "median_ms": round(statistics.median(ms), 2), "p95_ms": round(q[18], 2)}
 
 
-def timed(call: Callable[[], httpx.Response]) -> float:
+def unique(question: str, i: int, tag: str) -> str:
+    """The question made unique per request, so no route finds its embedding cached."""
+    return f"{question} ({tag} {i})"
+
+
+def timed(
+    send: Callable[[httpx.Client, str], httpx.Response], client: httpx.Client, q: str
+) -> float:
+    """Milliseconds for one request, which must succeed."""
     t0 = time.perf_counter()
-    r = call()
+    r = send(client, q)
     ms = (time.perf_counter() - t0) * 1000
     if r.status_code != 200:
         raise SystemExit(f"{r.request.url}: {r.status_code} {r.text[:200]}")
@@ -64,15 +73,15 @@ def http_routes(url: str, questions: list[str], rounds: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {name: [] for name in routes}
     pairs = [("ask", "chat"), ("ask_stream", "chat_stream")]
     with httpx.Client(base_url=url, timeout=60) as client:
-        for q in questions[:10]:  # warm-up, not measured
-            for send in routes.values():
-                timed(lambda send=send, q=q: send(client, q))  # type: ignore[misc]
+        for i, q in enumerate(questions[:10]):  # warm-up, not measured
+            for name, send in routes.items():
+                timed(send, client, unique(q, i, name))
         for i in range(rounds):
             q = questions[i % len(questions)]
             for a, b in pairs:
                 order = (a, b) if i % 2 == 0 else (b, a)  # A B, then B A: drift cancels out
                 for name in order:
-                    times[name].append(timed(lambda name=name, q=q: routes[name](client, q)))  # type: ignore[misc]
+                    times[name].append(timed(routes[name], client, unique(q, i, name)))
     out: dict[str, Any] = {name: summary(ms) for name, ms in times.items()}
     for a, b in pairs:
         out[f"{b}/{a}"] = round(out[b]["median_ms"] / out[a]["median_ms"], 3)
@@ -96,9 +105,8 @@ async def mcp_calls(index_dir: Path, questions: list[str], calls: int) -> dict[s
         times: dict[str, list[float]] = {"search": [], "ask": []}
         for i in range(calls):
             q = questions[i % len(questions)]
-            calls_i = [("search", {"question": q, "k": 5}), ("ask", {"question": q})]
-            # The second call of a question finds its embedding cached: alternate who goes first.
-            for tool, arguments in calls_i if i % 2 == 0 else calls_i[::-1]:
+            search = {"question": unique(q, i, "search"), "k": 5}
+            for tool, arguments in (("search", search), ("ask", {"question": unique(q, i, "ask")})):
                 t1 = time.perf_counter()
                 result = await client.call_tool(tool, arguments)
                 times[tool].append((time.perf_counter() - t1) * 1000)
