@@ -1,14 +1,19 @@
-"""The FastAPI app: /ask, /ask/stream, /search, /documents, /answerers, /healthz, /readyz.
+"""The FastAPI app: /ask, /ask/stream, /search, /documents, /answerers, /healthz, /readyz,
+and the OpenAI-compatible /v1/models and /v1/chat/completions (`qa.api_openai`).
 
 Thin: parse the request into `qa.types`, call the Pipeline in a worker thread (retrieval is
 CPU-bound; the event loop stays free), convert the result to the wire models of `qa.api_models`.
 Errors become `{"detail": message}` with a status code, never a stack trace:
 
     InvalidQuestionError, bad JSON or types  422     UnknownAnswererError   400
+    InvalidSpanError                         422     UnknownModelError      404
     DocumentNotFoundError                    404     missing/wrong API key  401
     body over max_body_bytes                 413     index not loaded yet   503
     Corpus/IndexNotFound/IndexMismatchError  503     BackendError           502
     BackendTimeoutError                      504     ConfigError            500
+
+Under /v1/ the same errors use OpenAI's `{"error": {"message", "type", "param", "code"}}` shape,
+and invalid input is 400 there, as OpenAI's clients expect.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
-from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa import errors
 from qa.api_limits import BodyLimitMiddleware, describe_validation_errors
@@ -37,18 +43,27 @@ from qa.api_models import (
     ReadyOut,
     SearchOut,
 )
-from qa.api_stream import EventStream, stream_events
+from qa.api_openai import (
+    SCHEMA_ONLY_MODELS,
+    error_payload,
+    is_openai_path,
+    openai_error,
+    openai_router,
+    qa_error_fields,
+)
+from qa.api_state import LOADING as LOADING  # re-exported: the 503 message tests check
+from qa.api_state import AppState, Ready, app_state
+from qa.api_stream import AskEncoder, EventStream, event_stream
 from qa.config import Settings
 from qa.pipeline import Pipeline
-from qa.types import Document
 
 log = logging.getLogger(__name__)
-
-LOADING = "The index and the embedding model are still loading; try again in a few seconds."
 
 # Most specific class first: the first match in the MRO decides.
 _STATUS: dict[type[errors.QAError], int] = {
     errors.InvalidQuestionError: 422,
+    errors.InvalidSpanError: 422,
+    errors.UnknownModelError: 404,
     errors.UnknownAnswererError: 400,
     errors.DocumentNotFoundError: 404,
     errors.CorpusError: 503,
@@ -84,41 +99,6 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
-class AppState:
-    """Readiness: the pipeline once loaded, or the reason there is none yet."""
-
-    def __init__(self, settings: Settings, pipeline: Pipeline | None) -> None:
-        self.settings = settings
-        self.pipeline: Pipeline | None = None
-        self.reason = LOADING
-        self.counts = (0, 0)
-        if pipeline is not None:
-            self.ready(pipeline)
-
-    def ready(self, pipeline: Pipeline) -> None:
-        self.counts = (len(pipeline.store.documents()), pipeline.store.n_chunks)
-        self.pipeline = pipeline
-
-    def failed(self, reason: str) -> None:
-        self.reason = reason
-
-
-def app_state(app: FastAPI) -> AppState:
-    """The readiness holder of an app made by `create_app`."""
-    state: AppState = app.state.qa
-    return state
-
-
-def _pipeline(request: Request) -> Pipeline:
-    state = app_state(request.app)
-    if state.pipeline is None:
-        raise HTTPException(503, state.reason, headers={"Retry-After": "5"})
-    return state.pipeline
-
-
-Ready = Annotated[Pipeline, Depends(_pipeline)]
-
-
 def _auth(settings: Settings) -> list[Any]:
     """The API-key check as a dependency list (empty when no key is configured)."""
     if settings.api_key is None:
@@ -143,20 +123,6 @@ def _auth(settings: Settings) -> list[Any]:
             )
 
     return [Depends(bearer), Depends(check)]
-
-
-def _highlight(doc: Document, start: int | None, end: int | None) -> dict[str, Any] | None:
-    if start is None and end is None:
-        return None
-    if start is None or end is None:
-        raise HTTPException(422, "Give both start and end to highlight a span, or neither.")
-    if not start < end <= len(doc.text):
-        raise HTTPException(
-            422,
-            f"Span start={start}, end={end} is out of range for document {doc.id!r} "
-            f"({len(doc.text)} chars): need 0 <= start < end <= {len(doc.text)}.",
-        )
-    return {"start": start, "end": end, "text": doc.text[start:end]}
 
 
 def _api_router(settings: Settings) -> APIRouter:
@@ -192,12 +158,7 @@ def _api_router(settings: Settings) -> APIRouter:
     async def ask_stream(body: AskIn, pipeline: Ready) -> EventStream:
         """Like POST /ask, streamed: the passages, then the answer text, then the Answer."""
         events = pipeline.ask_stream(body.question, **body.ask_kwargs())
-        # The first step validates and retrieves: its errors get a real status code.
-        first = await run_in_threadpool(next, events, None)
-        if first is None:
-            raise RuntimeError("the pipeline streamed no event")
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return EventStream(stream_events(first, events, status_for), headers=headers)
+        return await event_stream(events, status_for, AskEncoder())
 
     @router.get(
         "/search",
@@ -207,7 +168,11 @@ def _api_router(settings: Settings) -> APIRouter:
     )
     def search(
         pipeline: Ready,
-        q: Annotated[str, Query(min_length=1, description="The question.")],
+        q: Annotated[
+            str,
+            # The pattern documents "not blank"; the pipeline checks it, with its own message.
+            Query(min_length=1, description="The question.", json_schema_extra={"pattern": r"\S"}),
+        ],
         k: Annotated[int | None, Query(ge=1, le=100, description="How many passages.")] = None,
         explain: Annotated[
             bool, Query(description="Add every candidate with its per-stage scores.")
@@ -227,15 +192,7 @@ def _api_router(settings: Settings) -> APIRouter:
         end: Annotated[int | None, Query(ge=0, description="Highlight up to this offset.")] = None,
     ) -> dict[str, Any]:
         """A source document, optionally with a highlighted span (citation click-through)."""
-        doc = pipeline.document(doc_id)
-        return {
-            "id": doc.id,
-            "title": doc.title,
-            "text": doc.text,
-            "source": doc.source,
-            "pages": list(doc.pages),
-            "highlight": _highlight(doc, start, end),
-        }
+        return pipeline.document(doc_id).to_dict(start, end)
 
     @router.get("/answerers", response_model=AnswerersOut, responses=_errors(401, 503))
     def answerers(pipeline: Ready) -> AnswerersOut:
@@ -275,14 +232,44 @@ def _open_router() -> APIRouter:
     return router
 
 
+def _error(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    fields: dict[str, str | None] | None = None,
+) -> JSONResponse:
+    """`{"detail": message}`, or OpenAI's error shape (with `fields`) under /v1/."""
+    if is_openai_path(request.url.path):
+        return openai_error(status, message, headers=headers, **(fields or {}))
+    return JSONResponse({"detail": message}, status, headers=headers)
+
+
 async def _qa_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.QAError)
-    return JSONResponse({"detail": str(exc)}, status_for(exc))
+    return _error(request, status_for(exc), str(exc), fields=dict(qa_error_fields(exc)))
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": describe_validation_errors(exc.errors())}, 422)
+    problems = exc.errors()
+    loc = [str(p) for p in problems[0].get("loc", ())] if problems else []
+    # The body field at fault, for OpenAI's `param` ("messages.0.role").
+    param = ".".join(loc[1:]) if loc[:1] == ["body"] and len(loc) > 1 else None
+    message = describe_validation_errors(problems)
+    return _error(request, 422, message, fields={"param": param})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if is_openai_path(request.url.path):
+        return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
+    return await http_exception_handler(request, exc)
+
+
+def _limit_payload(path: str, detail: str) -> dict[str, Any]:
+    return error_payload(413, detail) if is_openai_path(path) else {"detail": detail}
 
 
 def _document_answerers(app: FastAPI) -> None:
@@ -294,8 +281,15 @@ def _document_answerers(app: FastAPI) -> None:
             from qa.answerers import available_answerers
 
             schema = generate()
-            field = schema["components"]["schemas"]["AskIn"]["properties"]["answerer"]
+            components = schema["components"]["schemas"]
+            field = components["AskIn"]["properties"]["answerer"]
             field["anyOf"][0]["enum"] = sorted(available_answerers())
+            for model in SCHEMA_ONLY_MODELS:  # named by the /v1 event-stream schema only
+                extra = model.model_json_schema(
+                    ref_template="#/components/schemas/{model}", mode="serialization"
+                )
+                for name, item in {**extra.pop("$defs", {}), model.__name__: extra}.items():
+                    components.setdefault(name, item)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -311,10 +305,14 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
         summary="Ask questions about a folder of documents; every answer cites its source span.",
     )
     app.state.qa = AppState(settings, pipeline)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, payload=_limit_payload
+    )
     app.add_exception_handler(errors.QAError, _qa_error)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(_api_router(settings))
+    app.include_router(openai_router(status_for, _auth(settings)))
     app.include_router(_open_router())
     add_web_routes(app)
     _document_answerers(app)

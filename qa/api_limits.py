@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,9 +17,17 @@ class BodyLimitMiddleware:
     a body within the limit is handed on.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        payload: Callable[[str, str], dict[str, Any]] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # The error body for (path, message): routes differ in their error shape.
+        self.payload = payload or (lambda path, detail: {"detail": detail})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,7 +35,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
             return
         chunks: list[bytes] = []
         size = 0
@@ -38,7 +46,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(send, scope["path"])
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -55,12 +63,12 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, path: str) -> None:
         detail = (
             f"The request body is over the limit of {self.max_bytes} bytes "
             "(setting max_body_bytes). Send a shorter question or history."
         )
-        payload = json.dumps({"detail": detail}).encode()
+        payload = json.dumps(self.payload(path, detail)).encode()
         await send(
             {
                 "type": "http.response.start",

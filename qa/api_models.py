@@ -194,8 +194,8 @@ class CitationOut(BaseModel):
     supported: bool = Field(description="Whether the quote was verified to support the claim.")
 
 
-class AnswerOut(BaseModel):
-    """The Answer JSON, exactly as `qa ask --json` prints it."""
+class AnswerResult(BaseModel):
+    """The Answer JSON, exactly as `qa ask --json` prints it (the `ask` tool of `qa mcp`)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [_ANSWER_EXAMPLE]})
 
@@ -209,12 +209,17 @@ class AnswerOut(BaseModel):
     passages: list[PassageOut]
     answerer: str
     timings_ms: dict[str, float]
+
+
+class AnswerOut(AnswerResult):
+    """The Answer JSON, exactly as `qa ask --json` prints it."""
+
     explain: list[CandidateOut] | None = Field(
         None, description="Only when asked: every retrieval candidate with its scores."
     )
 
 
-class SearchOut(BaseModel):
+class SearchResult(BaseModel):
     """The passages for a question, exactly as `qa search --json` prints them."""
 
     model_config = ConfigDict(
@@ -225,6 +230,11 @@ class SearchOut(BaseModel):
 
     question: str
     passages: list[PassageOut]
+
+
+class SearchOut(SearchResult):
+    """The passages for a question, exactly as `qa search --json` prints them."""
+
     explain: list[CandidateOut] | None = Field(
         None, description="Only when asked: every retrieval candidate with its scores."
     )

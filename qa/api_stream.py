@@ -1,7 +1,8 @@
-"""Server-sent events for POST /ask/stream: the pipeline's StreamEvents as `event:`/`data:` lines.
+"""Server-sent events: the pipeline's StreamEvents encoded for POST /ask/stream or /v1 chunks.
 
 The pipeline's generator is synchronous and CPU-bound, so each step runs in a worker thread and
-the event loop stays free for other requests.
+the event loop stays free for other requests. One loop (`stream_events`) drives every streaming
+route; an `SSEEncoder` decides what each event looks like on the wire.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,8 @@ from qa.pipeline import StreamEvent
 
 log = logging.getLogger(__name__)
 
+INTERNAL = "Internal server error; see the server log."
+
 
 class EventStream(StreamingResponse):
     """Server-sent events."""
@@ -26,37 +29,85 @@ class EventStream(StreamingResponse):
     media_type = "text/event-stream"
 
 
-def sse(event: str, data: Any) -> bytes:
-    # json.dumps escapes newlines, so each event's data is a single `data:` line.
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+def sse(event: str | None, data: Any) -> bytes:
+    """One event; json.dumps escapes newlines, so its data is a single `data:` line."""
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def _event_bytes(event: StreamEvent) -> bytes:
-    if event.kind == "passages":
-        return sse("passages", [p.to_dict() for p in event.data])
-    if event.kind == "delta":
-        return sse("delta", {"text": event.data})
-    return sse("answer", event.data.to_dict())
+class SSEEncoder(Protocol):
+    """How a streaming route writes the pipeline's events, a failure, and the end."""
+
+    def event(self, event: StreamEvent) -> bytes:
+        """The bytes of one event (b"" to send nothing for it)."""
+        ...
+
+    def error(self, detail: str, status: int) -> bytes:
+        """The bytes that report a failure after the stream began."""
+        ...
+
+    def end(self) -> bytes:
+        """The bytes after the last event (b"" for none)."""
+        ...
+
+
+class AskEncoder:
+    """POST /ask/stream: `passages`, `delta`..., `answer` (or `error`) named events."""
+
+    def event(self, event: StreamEvent) -> bytes:
+        if event.kind == "passages":
+            return sse("passages", [p.to_dict() for p in event.data])
+        if event.kind == "delta":
+            return sse("delta", {"text": event.data})
+        return sse("answer", event.data.to_dict())
+
+    def error(self, detail: str, status: int) -> bytes:
+        return sse("error", {"detail": detail, "status": status})
+
+    def end(self) -> bytes:
+        return b""
+
+
+async def event_stream(
+    events: Iterator[StreamEvent],
+    status_for: Callable[[errors.QAError], int],
+    encoder: SSEEncoder,
+) -> EventStream:
+    """The streaming response of `events`, whose first step runs before the response starts.
+
+    That step validates and retrieves, so its errors still get a real status code.
+    """
+    first = await run_in_threadpool(next, events, None)
+    if first is None:
+        raise RuntimeError("the pipeline streamed no event")
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return EventStream(stream_events(first, events, status_for, encoder), headers=headers)
 
 
 async def stream_events(
     first: StreamEvent,
     events: Iterator[StreamEvent],
     status_for: Callable[[errors.QAError], int],
+    encoder: SSEEncoder,
 ) -> AsyncIterator[bytes]:
-    """Encode `first` and then the rest of `events`; a QAError becomes an `error` event."""
+    """Encode `first` and then the rest of `events`; a QAError becomes the encoder's error."""
     try:
         event: StreamEvent | None = first
         while event is not None:
-            yield _event_bytes(event)
+            data = encoder.event(event)
+            if data:
+                yield data
             event = await run_in_threadpool(next, events, None)
     except errors.QAError as exc:
-        yield sse("error", {"detail": str(exc), "status": status_for(exc)})
+        yield encoder.error(str(exc), status_for(exc))
     except Exception:
         # A bug: keep it visible in the log, and tell the client the stream failed.
-        log.exception("/ask/stream failed")
-        yield sse("error", {"detail": "Internal server error; see the server log.", "status": 500})
+        log.exception("streaming an answer failed")
+        yield encoder.error(INTERNAL, 500)
     finally:
         close = getattr(events, "close", None)  # a generator: stop it where it is
         if close is not None:
             close()
+    end = encoder.end()
+    if end:
+        yield end

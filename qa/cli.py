@@ -1,4 +1,4 @@
-"""`qa` command line: index, search, ask, chat, answerers, serve, eval, migrate.
+"""`qa` command line: index, search, ask, chat, answerers, serve, mcp, eval, migrate.
 
 Thin: parse options into Settings, call the pipeline, format the result. Every Settings field
 is also an option (`--chunk-tokens` <-> `chunk_tokens` <-> `QA_CHUNK_TOKENS`). QAError becomes a
@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", parents=[common], help="run the chat page and HTTP API")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "mcp", parents=[common], help="run an MCP server on stdio (search, ask, get_document)"
+    )
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser(
         "migrate",
@@ -313,6 +318,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from qa.server import serve
 
     serve(_settings(args))
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from qa.mcp_server import serve_stdio
+
+    serve_stdio(_settings(args))
     return 0
 
 

@@ -6,7 +6,9 @@
     ├── IndexNotFoundError      no index where one was expected      (HTTP 503)
     ├── IndexMismatchError      the index was built with other settings (HTTP 503)
     ├── UnknownAnswererError    an answerer name nobody registered   (HTTP 400)
+    ├── UnknownModelError       a /v1 model name no answerer serves  (HTTP 404)
     ├── InvalidQuestionError    empty or over-long question          (HTTP 422)
+    ├── InvalidSpanError        a highlight span outside its document (HTTP 422)
     ├── DocumentNotFoundError   no document with that id             (HTTP 404)
     ├── DatabaseError           the PostgreSQL store is unreachable or failed (HTTP 503)
     └── BackendError            the LLM server is down or erred      (HTTP 502)
@@ -52,8 +54,24 @@ class UnknownAnswererError(QAError):
         )
 
 
+class UnknownModelError(QAError):
+    """An OpenAI-style model name that maps to no registered answerer."""
+
+    def __init__(self, model: str, available: Iterable[str]) -> None:
+        self.model = model
+        self.available = sorted(available)
+        super().__init__(
+            f"Unknown model {model!r}. Available: {', '.join(self.available)} "
+            "(GET /v1/models lists them; each is qa-<answerer>)."
+        )
+
+
 class InvalidQuestionError(QAError):
     """The question is empty or too long."""
+
+
+class InvalidSpanError(QAError):
+    """A span to highlight is half given or lies outside its document."""
 
 
 class DocumentNotFoundError(QAError):

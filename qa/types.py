@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qa.errors import InvalidSpanError
+
 
 @dataclass(frozen=True)
 class Document:
@@ -37,6 +39,33 @@ class Document:
             else:
                 break
         return page
+
+    def span(self, start: int | None, end: int | None) -> dict[str, Any] | None:
+        """`{"start", "end", "text"}` of a span to highlight, None when neither end is given.
+
+        InvalidSpanError when only one end is given or the span is not inside the text.
+        """
+        if start is None and end is None:
+            return None
+        if start is None or end is None:
+            raise InvalidSpanError("Give both start and end to highlight a span, or neither.")
+        if not 0 <= start < end <= len(self.text):
+            raise InvalidSpanError(
+                f"Span start={start}, end={end} is out of range for document {self.id!r} "
+                f"({len(self.text)} chars): need 0 <= start < end <= {len(self.text)}."
+            )
+        return {"start": start, "end": end, "text": self.text[start:end]}
+
+    def to_dict(self, start: int | None = None, end: int | None = None) -> dict[str, Any]:
+        """The document JSON of `GET /documents/{id}`, with the span `start:end` highlighted."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "text": self.text,
+            "source": self.source,
+            "pages": list(self.pages),
+            "highlight": self.span(start, end),
+        }
 
 
 @dataclass(frozen=True)

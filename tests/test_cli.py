@@ -34,7 +34,7 @@ def test_help_is_fast_and_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     help_text = run_qa("--help").stdout
-    for command in ("index", "search", "ask", "chat", "answerers", "serve", "eval"):
+    for command in ("index", "search", "ask", "chat", "answerers", "serve", "mcp", "eval"):
         assert command in help_text
 
 

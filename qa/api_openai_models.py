@@ -1,0 +1,211 @@
+"""The wire format of the OpenAI-compatible routes (/v1/models, /v1/chat/completions).
+
+Field names follow OpenAI's Chat Completions API, so its official clients and the chat
+front-ends built on them parse our answers unchanged. Our own data rides in one extra field,
+`qa`: the Answer JSON of POST /ask (citations with exact spans, `abstained`, passages).
+Requests accept and ignore OpenAI's other options (temperature, max_tokens, n, tools ...):
+the answerer decides how it answers, with one choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from qa.api_models import AnswerOut
+from qa.types import Turn
+
+MODEL_PREFIX = "qa-"
+
+
+class TextPartIn(BaseModel):
+    """One text part of a message's content (the only part type a question can use)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    """One message; system and developer messages are accepted and ignored."""
+
+    # Front-ends send more (name, tool_calls, refusal ...); none of it changes the answer.
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPartIn] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content)
+
+
+class ChatCompletionIn(BaseModel):
+    """A chat completion request: the last user message is the question."""
+
+    # Strict: 0 is not a bool; OpenAI's other options (temperature, n, ...) are ignored.
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "qa-extractive",
+                    "messages": [
+                        {"role": "user", "content": "What must blockchain services file?"},
+                        {"role": "assistant", "content": "They must fill in the filing [1]."},
+                        {"role": "user", "content": "How many projects were in the first batch?"},
+                    ],
+                }
+            ]
+        },
+    )
+
+    model: str = Field(description="qa-<answerer>, as listed by GET /v1/models.")
+    messages: list[ChatMessageIn] = Field(
+        description="The conversation, oldest first; the last message is the user's question.",
+        json_schema_extra={"minItems": 1},
+    )
+    stream: bool | None = Field(
+        False, description="Send `chat.completion.chunk` events, ending with `data: [DONE]`."
+    )
+
+    @field_validator("messages")
+    @classmethod
+    def _question_last(cls, value: list[ChatMessageIn]) -> list[ChatMessageIn]:
+        if not value:
+            raise ValueError(
+                "The message list is empty. Send at least one user message: the question."
+            )
+        if value[-1].role != "user":
+            raise ValueError(
+                f"The last message is from {value[-1].role!r}; it must be the user's question "
+                "(role 'user'). End the list with the question to answer."
+            )
+        return value
+
+    def conversation(self) -> tuple[str, tuple[Turn, ...]]:
+        """The question (last message) and the earlier user/assistant turns as history."""
+        *earlier, last = self.messages
+        history = tuple(
+            Turn(role=m.role, content=m.text())
+            for m in earlier
+            if m.role in ("user", "assistant") and m.text().strip()
+        )
+        return last.text(), history
+
+
+class ModelOut(BaseModel):
+    """One answerer, as an OpenAI model."""
+
+    id: str = Field(description="qa-<answerer>.")
+    object: Literal["model"]
+    created: int = Field(description="When this server started (Unix seconds).")
+    owned_by: str
+    description: str = Field(description="What the answerer does.")
+
+
+class ModelsOut(BaseModel):
+    object: Literal["list"]
+    data: list[ModelOut]
+
+
+class MessageOut(BaseModel):
+    role: Literal["assistant"]
+    content: str = Field(description="The answer text with its [n] citation markers.")
+    refusal: None
+
+
+class ChoiceOut(BaseModel):
+    index: int
+    message: MessageOut
+    finish_reason: Literal["stop"]
+    logprobs: None
+
+
+_QA_FIELD = (
+    "Extra field (not OpenAI's): the Answer JSON of POST /ask, with `citations` (exact spans), "
+    "`abstained` and `abstain_reason`, `passages` and `short_answer`. Clients that only read "
+    "`choices` ignore it."
+)
+
+
+class ChatCompletionOut(BaseModel):
+    """A `chat.completion`; `qa` carries the citations and the abstained flag."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChoiceOut]
+    qa: AnswerOut = Field(description=_QA_FIELD)
+
+
+class DeltaOut(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoiceOut(BaseModel):
+    index: int
+    delta: DeltaOut
+    finish_reason: Literal["stop"] | None
+    logprobs: None
+
+
+class ChatCompletionChunkOut(BaseModel):
+    """One `chat.completion.chunk`: the role first, then text deltas, then `stop` with `qa`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoiceOut]
+    qa: AnswerOut | None = Field(None, description="Only on the last chunk: " + _QA_FIELD)
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str = Field(description="What is wrong and how to fix it.")
+    type: str = Field(description="invalid_request_error, authentication_error or server_error.")
+    param: str | None = Field(description="The request field at fault, when one is.")
+    code: str | None = Field(description="model_not_found, invalid_api_key, ... or null.")
+
+
+class OpenAIErrorOut(BaseModel):
+    """Every error of the /v1 routes, in OpenAI's shape."""
+
+    error: OpenAIErrorBody
+
+
+def _chunk_event_schema() -> dict[str, Any]:
+    payload = {
+        "anyOf": [
+            {"$ref": "#/components/schemas/ChatCompletionChunkOut"},
+            {"$ref": "#/components/schemas/OpenAIErrorOut"},
+        ]
+    }
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "anyOf": [
+                    {"const": "[DONE]"},
+                    {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": payload,
+                    },
+                ]
+            }
+        },
+    }
+
+
+# Each server-sent event of a streamed chat completion (OpenAPI `itemSchema`).
+CHUNK_EVENT_SCHEMA: dict[str, Any] = _chunk_event_schema()

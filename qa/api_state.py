@@ -1,0 +1,52 @@
+"""Readiness of the app: the Pipeline once loaded (in the background), or why there is none yet.
+
+Every API route takes the pipeline through the `Ready` dependency, which answers 503 with the
+reason (and Retry-After) until it is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+
+from qa.config import Settings
+from qa.pipeline import Pipeline
+
+LOADING = "The index and the embedding model are still loading; try again in a few seconds."
+
+
+class AppState:
+    """Readiness: the pipeline once loaded, or the reason there is none yet."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline | None) -> None:
+        self.settings = settings
+        self.pipeline: Pipeline | None = None
+        self.reason = LOADING
+        self.counts = (0, 0)
+        if pipeline is not None:
+            self.ready(pipeline)
+
+    def ready(self, pipeline: Pipeline) -> None:
+        self.counts = (len(pipeline.store.documents()), pipeline.store.n_chunks)
+        self.pipeline = pipeline
+
+    def failed(self, reason: str) -> None:
+        self.reason = reason
+
+
+def app_state(app: FastAPI) -> AppState:
+    """The readiness holder of an app made by `create_app`."""
+    state: AppState = app.state.qa
+    return state
+
+
+def ready_pipeline(request: Request) -> Pipeline:
+    """The loaded pipeline (the dependency of every API route), or 503 with the reason."""
+    state = app_state(request.app)
+    if state.pipeline is None:
+        raise HTTPException(503, state.reason, headers={"Retry-After": "5"})
+    return state.pipeline
+
+
+Ready = Annotated[Pipeline, Depends(ready_pipeline)]

@@ -1,0 +1,276 @@
+"""The OpenAI-compatible routes, driven by the official `openai` client over real uvicorn."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from qa.api import LOADING, create_app
+from qa.config import Settings
+from qa.pipeline import Pipeline
+from tests.needs import dependency
+from tests.server_utils import LiveServer
+
+if TYPE_CHECKING:
+    import openai
+
+QUESTION = (
+    "When did the National Network Information Office issue the Regulations on the "
+    "Management of Blockchain Information Services?"
+)
+GOLD = "January 10, 2019"
+UNANSWERABLE = "How much did Shenzhen allocate to its blockchain fund?"  # demo-046
+NOT_FOUND = "I couldn't find this in the documents."
+HISTORY = [
+    {"role": "user", "content": "What did the National Network Information Office issue?"},
+    {"role": "assistant", "content": "The Regulations on blockchain information services."},
+]
+MODELS = ["qa-extractive", "qa-openai-chat"]
+
+
+def _openai() -> Any:
+    dependency(find_spec("openai") is not None, "the openai client: pip install -e '.[test]'")
+    import openai
+
+    return openai
+
+
+@pytest.fixture(scope="module")
+def live(demo_settings: Settings, demo_pipeline: Pipeline) -> Iterator[LiveServer]:
+    with LiveServer(create_app(demo_settings, pipeline=demo_pipeline)) as server:
+        yield server
+
+
+def client_for(url: str, key: str = "no-key-needed") -> openai.OpenAI:
+    # No retries: a refused request must surface at once, as the error it is.
+    return _openai().OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def client(live: LiveServer) -> openai.OpenAI:
+    return client_for(live.url)
+
+
+def without_timings(answer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answer.items() if k != "timings_ms"}
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+def test_models_lists_one_model_per_answerer(client: openai.OpenAI) -> None:
+    models = client.models.list().data
+    assert [m.id for m in models] == MODELS
+    assert {(m.object, m.owned_by) for m in models} == {("model", "qa")}
+
+
+def test_plain_question_is_the_ask_answer(client: openai.OpenAI, demo_pipeline: Pipeline) -> None:
+    completion = client.chat.completions.create(
+        model="qa-extractive", messages=[{"role": "user", "content": QUESTION}]
+    )
+    assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
+    assert completion.model == "qa-extractive"
+    (choice,) = completion.choices
+    assert (choice.message.role, choice.finish_reason) == ("assistant", "stop")
+    text = choice.message.content
+    assert text is not None and GOLD in text
+    qa = (completion.model_extra or {})["qa"]
+    assert qa["answer"] == text and qa["abstained"] is False
+    expected = demo_pipeline.ask(QUESTION, answerer="extractive").to_dict()
+    assert without_timings(qa) == without_timings(expected)
+    assert qa["citations"]
+    for c in qa["citations"]:
+        assert f"[{c['n']}]" in text
+        assert demo_pipeline.document(c["doc_id"]).text[c["start"] : c["end"]] == c["quote"]
+
+
+def test_follow_up_from_earlier_messages(client: openai.OpenAI, demo_pipeline: Pipeline) -> None:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},  # ignored
+        *HISTORY,
+        {"role": "user", "content": [{"type": "text", "text": "When?"}]},
+    ]
+    completion = client.chat.completions.create(model="qa-extractive", messages=messages)
+    qa = (completion.model_extra or {})["qa"]
+    assert qa["question"] == "When?" and qa["standalone_question"] != "When?"
+    from qa.types import Turn
+
+    history = tuple(Turn(m["role"], m["content"]) for m in HISTORY)  # type: ignore[arg-type]
+    expected = demo_pipeline.ask("When?", history=history).to_dict()
+    assert without_timings(qa) == without_timings(expected)
+    assert completion.choices[0].message.content == expected["answer"]
+
+
+def test_stream_deltas_join_into_the_final_text(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="qa-extractive",
+            messages=[{"role": "user", "content": QUESTION}],
+            stream=True,
+        )
+    )
+    assert {c.object for c in chunks} == {"chat.completion.chunk"}
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert [c.choices[0].finish_reason for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    qa = (last.model_extra or {})["qa"]
+    assert text == qa["answer"] and GOLD in text and len(chunks) >= 3
+
+
+def test_stream_ends_with_done(live: LiveServer) -> None:
+    body = {"model": "qa-extractive", "messages": [{"role": "user", "content": QUESTION}]}
+    r = httpx.post(f"{live.url}/v1/chat/completions", json={**body, "stream": True}, timeout=60)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in r.text.split("\n\n") if block]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2].removeprefix("data: "))["qa"]["abstained"] is False
+
+
+def test_unanswerable_question_abstains(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="qa-extractive", messages=[{"role": "user", "content": UNANSWERABLE}]
+    )
+    assert completion.choices[0].message.content == NOT_FOUND
+    qa = (completion.model_extra or {})["qa"]
+    assert qa["abstained"] is True and qa["abstain_reason"] and qa["citations"] == []
+
+
+# -- errors, in OpenAI's shape --------------------------------------------------------------
+
+
+def test_unknown_model_is_not_found_with_our_message(client: openai.OpenAI) -> None:
+    openai = _openai()
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": QUESTION}]
+        )
+    error = caught.value
+    assert error.status_code == 404
+    assert error.message.startswith("Error code: 404 - Unknown model 'gpt-4o'")
+    assert error.body["message"] == (
+        "Unknown model 'gpt-4o'. Available: qa-extractive, qa-openai-chat "
+        "(GET /v1/models lists them; each is qa-<answerer>)."
+    )
+    assert (error.type, error.param, error.code) == (
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    )
+
+
+LONG = "x" * 2001
+BAD_MESSAGES = [
+    ([], "messages", "The message list is empty. Send at least one user message"),
+    (
+        [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}],
+        "messages",
+        "The last message is from 'assistant'; it must be the user's question",
+    ),
+    ([{"role": "user", "content": "  "}], "messages", "The question is empty"),
+    ([{"role": "user", "content": LONG}], "messages", "the limit is 2000 (setting max_question"),
+    ([{"role": "tool", "content": "x"}], "messages.0.role", "Input should be 'system', 'develo"),
+    (
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+        "messages.0.content.str",
+        "Input should be 'text'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("messages", "param", "message"), BAD_MESSAGES)
+def test_bad_messages_are_bad_requests(
+    client: openai.OpenAI, messages: list[Any], param: str, message: str
+) -> None:
+    openai = _openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="qa-extractive", messages=messages)
+    assert caught.value.status_code == 400
+    assert message in caught.value.message
+    assert (caught.value.type, caught.value.param) == ("invalid_request_error", param)
+
+
+def test_raw_errors_use_the_openai_shape(live: LiveServer) -> None:
+    url = f"{live.url}/v1/chat/completions"
+    r = httpx.post(url, content=b'{"model": ', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert set(r.json()) == {"error"}
+    assert "the body is not valid JSON" in r.json()["error"]["message"]
+    big = {"model": "qa-extractive", "messages": [{"role": "user", "content": "y" * 70_000}]}
+    r = httpx.post(url, json=big)
+    assert r.status_code == 413
+    error = r.json()["error"]
+    assert error["message"].startswith("The request body is over the limit of 65536 bytes")
+    assert (error["type"], error["code"]) == ("invalid_request_error", "request_too_large")
+    r = httpx.get(f"{live.url}/v1/embeddings")
+    assert (r.status_code, r.json()["error"]["message"]) == (404, "Not Found")
+    # The rest of the API keeps its own shape.
+    assert httpx.post(f"{live.url}/ask", json={"question": " "}).json().keys() == {"detail"}
+
+
+def test_wrong_key_is_an_authentication_error(
+    demo_settings: Settings, demo_pipeline: Pipeline
+) -> None:
+    openai = _openai()
+    settings = demo_settings.model_copy(update={"api_key": SecretStr("s3cret-key")})
+    with LiveServer(create_app(settings, pipeline=demo_pipeline)) as server:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            client_for(server.url, "s3cret-kez").models.list()
+        message = "Wrong API key. Check it and send it as `Bearer <key>`."
+        assert caught.value.body["message"] == message
+        assert (caught.value.type, caught.value.code) == ("authentication_error", "invalid_api_key")
+        with pytest.raises(openai.AuthenticationError, match="Wrong API key"):
+            client_for(server.url, "s3cret-kez").chat.completions.create(
+                model="qa-extractive", messages=[{"role": "user", "content": QUESTION}]
+            )
+        r = httpx.get(f"{server.url}/v1/models")
+        assert r.status_code == 401 and "needs an API key" in r.json()["error"]["message"]
+        right = client_for(server.url, "s3cret-key")
+        assert [m.id for m in right.models.list().data] == MODELS
+
+
+def test_llm_backend_down_is_a_server_error_naming_it(
+    demo_settings: Settings, demo_pipeline: Pipeline
+) -> None:
+    openai = _openai()
+    with socket.socket() as s:  # bound then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = demo_settings.model_copy(
+        update={"llm_base_url": f"http://127.0.0.1:{port}/v1", "llm_max_retries": 0}
+    )
+    pipeline = Pipeline(settings, store=demo_pipeline.store, embedder=demo_pipeline.embedder)
+    messages = [{"role": "user", "content": QUESTION}]
+    with LiveServer(create_app(settings, pipeline=pipeline)) as server:
+        client = client_for(server.url)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="qa-openai-chat", messages=messages)
+        assert caught.value.status_code == 502
+        assert f"127.0.0.1:{port}" in caught.value.message
+        # Streamed, it fails after the role chunk went out: the client raises our message.
+        stream = client.chat.completions.create(
+            model="qa-openai-chat", messages=messages, stream=True
+        )
+        with pytest.raises(openai.APIError, match=f"127.0.0.1:{port}"):
+            list(stream)
+
+
+def test_not_ready_is_503_in_openai_shape(demo_settings: Settings) -> None:
+    openai = _openai()
+    with LiveServer(create_app(demo_settings)) as server:
+        with pytest.raises(openai.InternalServerError) as caught:
+            client_for(server.url).models.list()
+        assert caught.value.status_code == 503
+        assert caught.value.body["message"] == LOADING
+        assert caught.value.response.headers["retry-after"] == "5"
