@@ -104,7 +104,7 @@ class Pipeline:
         key = self.settings.answerer if name is None else name
         with self._lock:
             if key not in self._answerers:
-                resources = Resources(embedder=self.embedder)
+                resources = Resources(embedder=self.embedder, documents=self.store.document)
                 self._answerers[key] = create_answerer(key, self.settings, resources)
             return self._answerers[key]
 

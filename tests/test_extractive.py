@@ -49,9 +49,11 @@ def squad_document(doc_id: str) -> Document:
 
 
 @pytest.fixture(scope="module")
-def answerer(embedder: Embedder) -> ExtractiveAnswerer:
-    settings = load_settings(_env_file=None)
-    made = create_answerer("extractive", settings, Resources(embedder=embedder))
+def answerer(embedder: Embedder, demo_settings: Settings) -> ExtractiveAnswerer:
+    """The registered answerer, looking documents up in the demo index as the pipeline does
+    (a SQuAD paragraph is not there: its passages are quoted as they are)."""
+    store = FaissStore.load(demo_settings.index_dir, demo_settings)
+    made = create_answerer("extractive", demo_settings, Resources(embedder, store.document))
     assert isinstance(made, ExtractiveAnswerer)
     return made
 
@@ -285,3 +287,35 @@ def test_negated_question_is_refused(answerer: ExtractiveAnswerer) -> None:
     assert answer.abstain_reason.startswith(
         "The question asks about what is not so; the quoted sentence says what is"
     )
+
+
+@pytest.mark.parametrize(
+    ("chunk_from", "chunk_to"),
+    [("gave their name", None), (None, "a region in France")],
+    ids=["cut-at-chunk-start", "cut-at-chunk-end"],
+)
+def test_quote_straddling_a_chunk_edge_is_the_whole_sentence(
+    embedder: Embedder, chunk_from: str | None, chunk_to: str | None
+) -> None:
+    squad = squad_document("Normans#0")
+    # Page 2 starts inside the first sentence, where the cut chunk starts: the quote starts on
+    # page 1, so its citation says page 1 whatever the chunk's page.
+    page_2 = squad.text.index("gave their name")
+    doc = make_document(squad.id, squad.title, squad.text, "normans.pdf", pages=(0, page_2))
+    start = squad.text.index(chunk_from) if chunk_from else 0
+    end = squad.text.index(chunk_to) if chunk_to else len(squad.text)
+    chunk = Chunk("c1", doc.id, doc.title, doc.text[start:end], start, end, 50, doc.page_at(start))
+    documents = {doc.id: doc}
+    answerer = ExtractiveAnswerer(embedder, abstain_threshold=0.0, documents=documents.__getitem__)
+    answer = answerer.answer("In what country is Normandy located?", (Passage(chunk, 0.6, 1),))
+    (cite,) = answer.citations
+    assert cite.quote == NORMANS_0 and (cite.start, cite.end) == (0, len(NORMANS_0))
+    assert doc.text[cite.start : cite.end] == cite.quote
+    assert cite.page == 1 and cite.chunk_id == "c1"
+    assert answer.answer == f"{NORMANS_0} [1]"
+    # Without a way to look the document up, the quote is what the chunk holds of it.
+    alone = ExtractiveAnswerer(embedder, abstain_threshold=0.0).answer(
+        "In what country is Normandy located?", (Passage(chunk, 0.6, 1),)
+    )
+    assert alone.citations[0].quote != NORMANS_0
+    assert NORMANS_0.find(alone.citations[0].quote) >= 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,8 +47,9 @@ from qa.answerers.sentences import (
     window_vectors,
 )
 from qa.answerers.spans import question_type, short_answer
-from qa.citations import citation_for, content_terms, stem
-from qa.types import Answer, Passage, Turn
+from qa.citations import content_terms, quote_citation, stem
+from qa.errors import QAError
+from qa.types import Answer, Chunk, Document, Passage, Turn
 
 if TYPE_CHECKING:
     from qa.answerers import Registry, Resources
@@ -87,6 +88,7 @@ CONFIDENCE_WEIGHTS = (
     -4.171,
 )
 _CACHE_SIZE = 50_000
+_DOCUMENTS_CACHED = 64
 
 
 class ExtractiveAnswerer:
@@ -95,15 +97,27 @@ class ExtractiveAnswerer:
     name = NAME
     description = DESCRIPTION
 
-    def __init__(self, embedder: Embedder, *, abstain_threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        abstain_threshold: float = 0.5,
+        documents: Callable[[str], Document] | None = None,
+    ) -> None:
         self.embedder = embedder
         self.abstain_threshold = abstain_threshold
+        self.documents = documents
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._docs: OrderedDict[str, Document | None] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, resources: Resources) -> ExtractiveAnswerer:
-        return cls(resources.embedder, abstain_threshold=settings.abstain_threshold)
+        return cls(
+            resources.embedder,
+            abstain_threshold=settings.abstain_threshold,
+            documents=resources.documents,
+        )
 
     # -- the answer ------------------------------------------------------------------------
 
@@ -114,7 +128,7 @@ class ExtractiveAnswerer:
         passages = tuple(passages)
         if not passages:
             return self._abstain(question, passages, "No passage was retrieved for the question.")
-        if not sentences_of(passages):
+        if not sentences_of(passages, self._document_text):
             return self._abstain(question, passages, "The retrieved passages hold no text.")
         return self.respond(question, passages, self.analyse(question, passages))
 
@@ -125,7 +139,10 @@ class ExtractiveAnswerer:
             return self._abstain(question, passages, analysis.reason(self.abstain_threshold))
         chosen = analysis.chosen
         citations = tuple(
-            citation_for(s.passage, s.span.start, s.span.end, supported=True) for s in chosen
+            quote_citation(
+                s.passage, s.span, document=self._document(s.passage.chunk), supported=True
+            )
+            for s in chosen
         )
         text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
         short = None
@@ -158,7 +175,7 @@ class ExtractiveAnswerer:
     def analyse(self, question: str, passages: Sequence[Passage]) -> Analysis:
         """Score every sentence of the passages and compute the answer confidence."""
         kind = question_type(question)
-        sentences = sentences_of(passages)
+        sentences = sentences_of(passages, self._document_text)
         q_terms = list(dict.fromkeys(content_terms(question)))
         sent_terms = [set(content_terms(s.text)) for _, s in sentences]
         idf = idf_of(q_terms, sent_terms)
@@ -180,7 +197,7 @@ class ExtractiveAnswerer:
                 clashing.append((score + W_DATE, span.text))
             scored.append(Scored(passage, span, float(sim), lex, cue, score))
         window = {
-            (p.chunk.doc_id, p.chunk.start + span.start): float(w)
+            (p.chunk.doc_id, span.start): float(w)
             for (p, span), w in zip(sentences, window_sims, strict=True)
         }
         scored.sort(key=lambda s: -s.score)
@@ -221,6 +238,28 @@ class ExtractiveAnswerer:
         return Analysis(
             kind, tuple(chosen), tuple(scored), features, confidence, missing_words, guard
         )
+
+    def _document(self, chunk: Chunk) -> Document | None:
+        """The chunk's source document (a few cached), or None when it cannot be looked up."""
+        if self.documents is None:
+            return None
+        with self._lock:
+            if chunk.doc_id in self._docs:
+                self._docs.move_to_end(chunk.doc_id)
+                return self._docs[chunk.doc_id]
+        try:
+            doc: Document | None = self.documents(chunk.doc_id)
+        except QAError:
+            doc = None  # a passage from elsewhere: quote the chunk alone
+        with self._lock:
+            self._docs[chunk.doc_id] = doc
+            while len(self._docs) > _DOCUMENTS_CACHED:
+                self._docs.popitem(last=False)
+        return doc
+
+    def _document_text(self, chunk: Chunk) -> str | None:
+        doc = self._document(chunk)
+        return doc.text if doc is not None else None
 
     def _query_vector(self, question: str) -> np.ndarray:
         """The question's vector (the embedder caches it: the retriever just embedded it)."""
