@@ -363,10 +363,11 @@ def test_eval_dataset_end_to_end(dataset: Path, tmp_path: Path, first_passage: s
     assert report["retrieval"] == {
         "hit@1": 1.0, "recall@1": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0, "recall@100": 1.0, "n": 3,
     }  # fmt: skip
-    # Short answers are the last words: "Fair", "oxygen", "stone"; every text holds its gold.
+    # Short answers are the last words: "Fair", "oxygen", "stone"; every text holds its gold,
+    # and the one question with evidence quotes it.
     assert report["answers"] == {
-        "em": 2 / 3, "f1": 2 / 3, "contains_gold": 1.0, "squad2_em": 0.75, "squad2_f1": 0.75,
-        "n": 3,
+        "em": 2 / 3, "f1": 2 / 3, "contains_gold": 1.0, "quotes_evidence": 1.0,
+        "squad2_em": 0.75, "squad2_f1": 0.75, "n": 3,
     }  # fmt: skip
     assert report["citations"] == {"precision": 1.0, "recall": 1.0, "supported": 1.0, "n": 3}
     assert report["abstention"] == {

@@ -14,7 +14,7 @@ from qa.answerers.extractive import NOT_FOUND, ExtractiveAnswerer
 from qa.answerers.guards import date_clash, negation_lost, opposite_word, word_cover
 from qa.answerers.phrases import phrases
 from qa.answerers.spans import short_answer
-from qa.config import Settings, load_settings
+from qa.config import Settings
 from qa.corpus import make_document
 from qa.embedding import Embedder
 from qa.followup import rewrite_followup
@@ -319,3 +319,24 @@ def test_quote_straddling_a_chunk_edge_is_the_whole_sentence(
     )
     assert alone.citations[0].quote != NORMANS_0
     assert NORMANS_0.find(alone.citations[0].quote) >= 0
+
+
+def test_who_question_over_passages_that_name_nobody_abstains(embedder: Embedder) -> None:
+    text = (
+        "The Trusted Blockchain Program was launched in 2018 to promote common standards. "
+        "The program publishes a list of certified platforms every quarter. "
+        "More than two hundred member companies take part in its working groups."
+    )
+    doc = make_document("program.txt", "Program", text, "program.txt")
+    passages = passages_of(doc, text)
+    answerer = ExtractiveAnswerer(embedder, abstain_threshold=0.0)
+    answer = answerer.answer(
+        "Who is the chief executive of the Trusted Blockchain Program?", passages
+    )
+    assert answer.abstained and answer.citations == ()
+    assert answer.abstain_reason is not None and answer.abstain_reason.startswith(
+        "No quoted sentence holds the name of a person or body the question asks for"
+    )
+    # The same passages answer a question of another kind.
+    answered = answerer.answer("When was the Trusted Blockchain Program launched?", passages)
+    assert not answered.abstained and answered.short_answer == "2018"
