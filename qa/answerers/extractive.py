@@ -10,10 +10,12 @@ second one when it covers question words the first misses; `qa.answerers.sentenc
 logistic confidence decides whether to abstain (fitted, with the default threshold, by
 `bench/calibrate_abstention.py`). Rules in `qa.answerers.guards` abstain whatever the
 confidence: a name/number/ordinal of the question that no passage mentions, a negated
-question ("What is *not* ...?") against a sentence that negates nothing, a "when"/"how many"
-question whose quoted sentences hold no date/number, and a month/year/ordinal of the question
-that the best-matching sentence contradicts ("as of October 2019" against "As of May 2019");
-such a sentence is also ranked down, so one holding the asked-for date wins.
+question ("What is *not* ...?") against a sentence that negates nothing, a "when"/"how
+many"/"who" question whose quoted sentences hold no date/number/name besides the question's
+own, and a month/year/ordinal of the question that the best-matching sentence contradicts ("as
+of October 2019" against "As of May 2019"); such a sentence is also ranked down, so one
+holding the asked-for date wins. Quotes are whole sentences of the document, also where a
+chunk boundary cuts one (`qa.answerers.sentences`).
 """
 
 from __future__ import annotations
