@@ -12,7 +12,7 @@ adding `chunk.start` (`citation_for`).
     [('Paris is big', (1,)), ('It is old', (2, 3))]
 
 Public API: `Span`, `split_sentences`, `locate`, `content_terms`, `support_score`,
-`find_support`, `citation_for`, `Claim`, `split_claims`, `MARKER`.
+`find_support`, `citation_for`, `quote_citation`, `Claim`, `split_claims`, `MARKER`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from qa.types import Citation, Passage
+from qa.types import Citation, Document, Passage
 
 MARKER = re.compile(r"\[(\d{1,3})\]")
 
@@ -214,6 +214,30 @@ def citation_for(passage: Passage, start: int, end: int, *, supported: bool) -> 
         start=chunk.start + start,
         end=chunk.start + end,
         page=chunk.page,
+        supported=supported,
+    )
+
+
+def quote_citation(
+    passage: Passage, span: Span, *, document: Document | None, supported: bool
+) -> Citation:
+    """A Citation quoting `span`, given in document offsets (it may reach outside the chunk,
+    to quote a whole sentence); its page is the one where the quote starts."""
+    chunk = passage.chunk
+    page = chunk.page
+    if document is not None:
+        if document.text[span.start : span.end] != span.text:
+            raise ValueError(f"span {span.start}:{span.end} is not {span.text!r} in {document.id}")
+        page = document.page_at(span.start) if document.pages else chunk.page
+    return Citation(
+        n=passage.rank,
+        chunk_id=chunk.id,
+        doc_id=chunk.doc_id,
+        title=chunk.title,
+        quote=span.text,
+        start=span.start,
+        end=span.end,
+        page=page,
         supported=supported,
     )
 

@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, metavar="INDEX_DIR", help="the FAISS index folder")
     p.set_defaults(func=cmd_migrate)
 
+    from qa import calibrate
+
+    p = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="fit the abstention threshold on labelled questions and save it in the index",
+    )
+    calibrate.add_arguments(p)
+    p.set_defaults(func=cmd_calibrate)
+
     from qa import eval as qa_eval
 
     p = sub.add_parser(
@@ -345,6 +355,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     target = _location(settings.model_copy(update={"store": "postgres"}))
     print(f"Copied {n_docs} documents, {n_chunks} chunks from {args.source}/ into {target}.")
     return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from qa import calibrate
+
+    return calibrate.run(args, _settings(args))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

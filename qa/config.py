@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=100)
     answerer: str = "extractive"
     # Calibrated by bench/calibrate_abstention.py for the extractive answerer's confidence.
-    abstain_threshold: float = Field(0.31, ge=0.0, le=1.0)
+    abstain_threshold: float = Field(0.21, ge=0.0, le=1.0)
     context_tokens: int = Field(1500, ge=64)
 
     # OpenAI-compatible LLM answerer.

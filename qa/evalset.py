@@ -1,8 +1,10 @@
 """Evaluation question sets: read the JSONL format and judge which passages are relevant.
 
 One question per line: `{"id", "question", "answers": [...], "gold_ids"?, "evidence"?,
-"answerable"?, "history"?, "type"?}`; other fields are ignored. A malformed line is reported
-(with its line number) and skipped; a missing or empty file is an EvalSetError.
+"answerable"?, "history"?, "type"?}`; other fields are ignored. An `evidence` item is a string,
+or an object with a `text` string or a `sentences` list of strings (as other public sets ship
+it; the sentences are joined into one item). A malformed line is reported (with its line
+number) and skipped; a missing or empty file is an EvalSetError.
 
 Relevance comes from `gold_ids` when given (document level, as in BEIR qrels: a chunk counts for
 its document), else from `evidence` (a passage is relevant when it contains an evidence string or
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qa.citations import split_sentences
 from qa.errors import QAError
 from qa.types import Passage, Turn
 
@@ -112,6 +115,27 @@ def _strings(record: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _evidence(value: Any) -> tuple[str, ...]:
+    """Evidence items as strings: a string, or an object with `text` or `sentences`."""
+    if not isinstance(value, list):
+        raise ValueError('"evidence" must be a list')
+    out = []
+    for item in value:
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            item = item["text"]
+        elif isinstance(item, dict) and isinstance(sentences := item.get("sentences"), list):
+            if not all(isinstance(s, str) for s in sentences):
+                raise ValueError('"evidence" sentences must be strings')
+            item = " ".join(s.strip() for s in sentences)
+        if not isinstance(item, str):
+            raise ValueError(
+                '"evidence" items must be strings or objects with a "text" string or a '
+                '"sentences" list of strings'
+            )
+        out.append(item)
+    return tuple(out)
+
+
 def _history(value: Any) -> tuple[Turn, ...]:
     if not isinstance(value, list):
         raise ValueError('"history" must be a list')
@@ -153,7 +177,7 @@ def _parse(record: Any) -> EvalQuestion:
         question=question.strip(),
         answers=_strings(record, "answers"),
         gold_ids=tuple(str(g) for g in _ids(record)),
-        evidence=tuple(e for e in _strings(record, "evidence") if e.strip()),
+        evidence=tuple(e for e in _evidence(record.get("evidence", [])) if e.strip()),
         answerable=answerable,
         history=_history(record.get("history", [])),
         type=kind,
@@ -191,6 +215,16 @@ def evidence_covered(evidence: Sequence[str], text: str) -> frozenset[int]:
         if match.size >= EVIDENCE_OVERLAP * len(needle):
             covered.add(i)
     return frozenset(covered)
+
+
+def quotes_evidence(quotes: Sequence[str], evidence: Sequence[str]) -> bool:
+    """Whether a quote holds a whole gold sentence, or most of one (our sentence splitter also
+    cuts at ';', so a quote can be the larger part of a gold sentence)."""
+    gold = [_squash(s.text) for e in evidence for s in split_sentences(e)]
+    for quote in map(_squash, quotes):
+        if any(g in quote or (quote in g and 2 * len(quote) >= len(g)) for g in gold):
+            return True
+    return False
 
 
 def passage_relevant(question: EvalQuestion, passage: Passage) -> bool | None:

@@ -29,6 +29,8 @@ INDEX_FILE, VECTORS_FILE, DB_FILE, MANIFEST_FILE, BM25_DIR = (
     "manifest.json",
     "bm25",
 )
+# Written by `qa calibrate`, not by an index build: a rebuild carries it over (FaissStore.write).
+CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
 # Manifest field -> Settings field that must agree for an index to be usable.
 COMPATIBLE_FIELDS = {

@@ -80,7 +80,9 @@ class Pipeline:
             store = open_store(settings)
         # Load the model now, not on the first question.
         embedder.embed_query("warm up")
-        return cls(settings, store=store, embedder=embedder)
+        from qa.calibrate import apply_calibration
+
+        return cls(apply_calibration(settings), store=store, embedder=embedder)
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -104,7 +106,7 @@ class Pipeline:
         key = self.settings.answerer if name is None else name
         with self._lock:
             if key not in self._answerers:
-                resources = Resources(embedder=self.embedder)
+                resources = Resources(embedder=self.embedder, documents=self.store.document)
                 self._answerers[key] = create_answerer(key, self.settings, resources)
             return self._answerers[key]
 

@@ -6,8 +6,10 @@ Definitions (a metric that does not apply to any question is None):
   evidence strings covered); `mrr@10`, `ndcg@10` as in BEIR. k is the `-k` of the run.
 - answers (answerable questions with gold answers): `em` and `f1` of `short_answer` when the
   answerer gives one, else of the answer text (an abstention predicts ""); `contains_gold` when a
-  gold answer occurs in the answer text. `squad2_em` / `squad2_f1` also count unanswerable
-  questions, where abstaining is the right (empty) prediction, as the SQuAD v2 script does.
+  gold answer occurs in the answer text; `quotes_evidence` = answered questions with `evidence`
+  whose quotes hold at least one whole gold sentence (`qa.evalset.quotes_evidence`).
+  `squad2_em` / `squad2_f1` also count unanswerable questions, where abstaining is the right
+  (empty) prediction, as the SQuAD v2 script does.
 - citations: `precision` = cited passages that are relevant / citations (questions with labels);
   `recall` = answered questions with a relevant passage among those shown whose citations
   include at least one relevant passage; `supported` = citations verified as supporting.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qa import metrics as m
-from qa.evalset import EvalQuestion, Ranking, passage_relevant, rank_keys
+from qa.evalset import EvalQuestion, Ranking, passage_relevant, quotes_evidence, rank_keys
 from qa.types import Answer, Passage
 
 DEEP_K = 100  # depth of the doc-level ranking behind recall@100
@@ -52,6 +54,7 @@ class QuestionScore:
     citations: tuple[bool | None, ...] = ()
     supported: tuple[bool, ...] = ()
     cited_relevant: bool | None = None
+    quotes_evidence: bool | None = None
     abstain: tuple[bool, bool] | None = None
     latency: dict[str, float] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
@@ -115,6 +118,11 @@ def score_question(outcome: Outcome, *, k: int) -> QuestionScore:
         if q.has_relevance and shown_relevant and not answer.abstained
         else None
     )
+    quoted = (
+        quotes_evidence([c.quote for c in answer.citations], q.evidence)
+        if q.evidence and not q.should_abstain and not answer.abstained
+        else None
+    )
     return QuestionScore(
         outcome,
         retrieval,
@@ -123,6 +131,7 @@ def score_question(outcome: Outcome, *, k: int) -> QuestionScore:
         citations=cited if q.has_relevance else (),
         supported=tuple(c.supported for c in answer.citations),
         cited_relevant=cited_relevant,
+        quotes_evidence=quoted,
         abstain=(q.should_abstain, answer.abstained),
         latency=dict(answer.timings_ms),
         reasons=tuple(reasons),
@@ -151,6 +160,7 @@ def summarize(scores: Sequence[QuestionScore], *, k: int) -> dict[str, Any]:
     cites = [c for s in scores for c in s.citations]
     supported = [c for s in scores for c in s.supported]
     recalls = [s.cited_relevant for s in scores if s.cited_relevant is not None]
+    quoting = [s.quotes_evidence for s in scores if s.quotes_evidence is not None]
     answered = any(s.outcome.answer is not None for s in scores)
     abst = m.abstention_scores(s.abstain for s in scores if s.abstain is not None)
     return {
@@ -164,6 +174,7 @@ def summarize(scores: Sequence[QuestionScore], *, k: int) -> dict[str, Any]:
             "em": _mean_of(ans, "em"),
             "f1": _mean_of(ans, "f1"),
             "contains_gold": _mean_of(ans, "contains_gold"),
+            "quotes_evidence": m.ratio(sum(quoting), len(quoting)),
             "squad2_em": _mean_of(sq2, "em"),
             "squad2_f1": _mean_of(sq2, "f1"),
             "n": sum(a is not None for a in ans),

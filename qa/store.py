@@ -37,6 +37,7 @@ from qa.config import Settings
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
 from qa.index_folder import (
     BM25_DIR,
+    CALIBRATION_FILE,
     DB_FILE,
     INDEX_FILE,
     MANIFEST_FILE,
@@ -134,6 +135,12 @@ class FaissStore:
             Bm25Index.build([embedding_text(c) for c in chunks]).save(tmp / BM25_DIR)
             # The manifest goes last: a folder with a manifest is a complete one.
             (tmp / MANIFEST_FILE).write_text(json.dumps(full, indent=2), encoding="utf-8")
+            if (index_dir / CALIBRATION_FILE).is_file():
+                # The user's `qa calibrate` choice outlives a rebuild of the same folder.
+                shutil.copyfile(index_dir / CALIBRATION_FILE, tmp / CALIBRATION_FILE)
+                log.info(
+                    "Kept %s; run `qa calibrate` again if the corpus changed", CALIBRATION_FILE
+                )
             bm25_files = [str(p.relative_to(tmp)) for p in (tmp / BM25_DIR).iterdir()]
             for name in (INDEX_FILE, VECTORS_FILE, DB_FILE, MANIFEST_FILE, *bm25_files):
                 fsync(tmp / name)

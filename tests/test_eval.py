@@ -87,6 +87,53 @@ def test_missing_and_empty_files_are_clear_errors(tmp_path: Path) -> None:
         load_questions(bad)
 
 
+def test_evidence_objects_with_text_or_sentences_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    lines = [
+        {"id": "t", "question": "a?", "answers": ["x"], "evidence": [{"text": "X is so."}]},
+        {"id": "s", "question": "b?", "answers": ["y"],
+         "evidence": ["Plain.", {"sentences": ["Y is one.", " Y is two. "], "title": "T"}]},
+        {"id": "bad", "question": "c?", "answers": ["z"], "evidence": [{"title": "no text"}]},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    loaded = load_questions(path)
+    assert [(q.id, q.evidence) for q in loaded.questions] == [
+        ("t", ("X is so.",)),
+        ("s", ("Plain.", "Y is one. Y is two.")),
+    ]
+    (bad,) = loaded.skipped
+    assert (bad.line, bad.reason) == (
+        3,
+        '"evidence" items must be strings or objects with a "text" string or a "sentences" '
+        "list of strings",
+    )
+
+
+def test_quotes_evidence_counts_answers_quoting_a_whole_gold_sentence() -> None:
+    text = "Rollo led the Normans. Normandy is in France, its capital is Rouen. It rains."
+    p = _passage(1, "a", text)
+    gold = "Normandy is in France, its capital is Rouen."
+    q = EvalQuestion("1", "Where?", answers=("France",), evidence=(gold,))
+
+    def quoting(*quotes: str) -> bool | None:
+        cites = tuple(
+            Citation(1, "a#1", "a", "A", x, text.index(x), text.index(x) + len(x), None, True)
+            for x in quotes
+        )
+        answer = Answer(q.question, " ".join(quotes), "test", citations=cites, passages=(p,))
+        return score_question(Outcome(q, (p,), answer), k=1).quotes_evidence
+
+    assert quoting(gold) is True
+    assert quoting("Normandy is in France, its capital") is True  # most of it
+    assert quoting("its capital is Rouen") is False  # the smaller part
+    assert quoting("Rollo led the Normans.", "It rains.") is False
+    assert quoting(text) is True
+    abstained = Answer(q.question, "?", "test", abstained=True, passages=(p,))
+    assert score_question(Outcome(q, (p,), abstained), k=1).quotes_evidence is None
+    report = evaluate([Outcome(q, (p,), abstained)], k=1)
+    assert report["answers"]["quotes_evidence"] is None
+
+
 def test_should_abstain() -> None:
     assert EvalQuestion("1", "q", answers=()).should_abstain
     assert EvalQuestion("2", "q", answers=("x",), answerable=False).should_abstain
@@ -200,8 +247,8 @@ def test_report_shape_and_null_metrics() -> None:
     assert report["retrieval"]["recall@5"] == 0.5
     assert report["retrieval"]["ndcg@10"] == 0.5
     assert report["answers"] == {
-        "em": None, "f1": None, "contains_gold": None, "squad2_em": None, "squad2_f1": None,
-        "n": 0,
+        "em": None, "f1": None, "contains_gold": None, "quotes_evidence": None,
+        "squad2_em": None, "squad2_f1": None, "n": 0,
     }  # fmt: skip
     assert set(report["abstention"].values()) == {None}
     assert report["latency_ms"] == {"p50": None, "p95": None}
@@ -316,10 +363,11 @@ def test_eval_dataset_end_to_end(dataset: Path, tmp_path: Path, first_passage: s
     assert report["retrieval"] == {
         "hit@1": 1.0, "recall@1": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0, "recall@100": 1.0, "n": 3,
     }  # fmt: skip
-    # Short answers are the last words: "Fair", "oxygen", "stone"; every text holds its gold.
+    # Short answers are the last words: "Fair", "oxygen", "stone"; every text holds its gold,
+    # and the one question with evidence quotes it.
     assert report["answers"] == {
-        "em": 2 / 3, "f1": 2 / 3, "contains_gold": 1.0, "squad2_em": 0.75, "squad2_f1": 0.75,
-        "n": 3,
+        "em": 2 / 3, "f1": 2 / 3, "contains_gold": 1.0, "quotes_evidence": 1.0,
+        "squad2_em": 0.75, "squad2_f1": 0.75, "n": 3,
     }  # fmt: skip
     assert report["citations"] == {"precision": 1.0, "recall": 1.0, "supported": 1.0, "n": 3}
     assert report["abstention"] == {

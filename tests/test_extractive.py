@@ -14,7 +14,7 @@ from qa.answerers.extractive import NOT_FOUND, ExtractiveAnswerer
 from qa.answerers.guards import date_clash, negation_lost, opposite_word, word_cover
 from qa.answerers.phrases import phrases
 from qa.answerers.spans import short_answer
-from qa.config import Settings, load_settings
+from qa.config import Settings
 from qa.corpus import make_document
 from qa.embedding import Embedder
 from qa.followup import rewrite_followup
@@ -49,9 +49,11 @@ def squad_document(doc_id: str) -> Document:
 
 
 @pytest.fixture(scope="module")
-def answerer(embedder: Embedder) -> ExtractiveAnswerer:
-    settings = load_settings(_env_file=None)
-    made = create_answerer("extractive", settings, Resources(embedder=embedder))
+def answerer(embedder: Embedder, demo_settings: Settings) -> ExtractiveAnswerer:
+    """The registered answerer, looking documents up in the demo index as the pipeline does
+    (a SQuAD paragraph is not there: its passages are quoted as they are)."""
+    store = FaissStore.load(demo_settings.index_dir, demo_settings)
+    made = create_answerer("extractive", demo_settings, Resources(embedder, store.document))
     assert isinstance(made, ExtractiveAnswerer)
     return made
 
@@ -285,3 +287,56 @@ def test_negated_question_is_refused(answerer: ExtractiveAnswerer) -> None:
     assert answer.abstain_reason.startswith(
         "The question asks about what is not so; the quoted sentence says what is"
     )
+
+
+@pytest.mark.parametrize(
+    ("chunk_from", "chunk_to"),
+    [("gave their name", None), (None, "a region in France")],
+    ids=["cut-at-chunk-start", "cut-at-chunk-end"],
+)
+def test_quote_straddling_a_chunk_edge_is_the_whole_sentence(
+    embedder: Embedder, chunk_from: str | None, chunk_to: str | None
+) -> None:
+    squad = squad_document("Normans#0")
+    # Page 2 starts inside the first sentence, where the cut chunk starts: the quote starts on
+    # page 1, so its citation says page 1 whatever the chunk's page.
+    page_2 = squad.text.index("gave their name")
+    doc = make_document(squad.id, squad.title, squad.text, "normans.pdf", pages=(0, page_2))
+    start = squad.text.index(chunk_from) if chunk_from else 0
+    end = squad.text.index(chunk_to) if chunk_to else len(squad.text)
+    chunk = Chunk("c1", doc.id, doc.title, doc.text[start:end], start, end, 50, doc.page_at(start))
+    documents = {doc.id: doc}
+    answerer = ExtractiveAnswerer(embedder, abstain_threshold=0.0, documents=documents.__getitem__)
+    answer = answerer.answer("In what country is Normandy located?", (Passage(chunk, 0.6, 1),))
+    (cite,) = answer.citations
+    assert cite.quote == NORMANS_0 and (cite.start, cite.end) == (0, len(NORMANS_0))
+    assert doc.text[cite.start : cite.end] == cite.quote
+    assert cite.page == 1 and cite.chunk_id == "c1"
+    assert answer.answer == f"{NORMANS_0} [1]"
+    # Without a way to look the document up, the quote is what the chunk holds of it.
+    alone = ExtractiveAnswerer(embedder, abstain_threshold=0.0).answer(
+        "In what country is Normandy located?", (Passage(chunk, 0.6, 1),)
+    )
+    assert alone.citations[0].quote != NORMANS_0
+    assert NORMANS_0.find(alone.citations[0].quote) >= 0
+
+
+def test_who_question_over_passages_that_name_nobody_abstains(embedder: Embedder) -> None:
+    text = (
+        "The Trusted Blockchain Program was launched in 2018 to promote common standards. "
+        "The program publishes a list of certified platforms every quarter. "
+        "More than two hundred member companies take part in its working groups."
+    )
+    doc = make_document("program.txt", "Program", text, "program.txt")
+    passages = passages_of(doc, text)
+    answerer = ExtractiveAnswerer(embedder, abstain_threshold=0.0)
+    answer = answerer.answer(
+        "Who is the chief executive of the Trusted Blockchain Program?", passages
+    )
+    assert answer.abstained and answer.citations == ()
+    assert answer.abstain_reason is not None and answer.abstain_reason.startswith(
+        "No quoted sentence holds the name of a person or body the question asks for"
+    )
+    # The same passages answer a question of another kind.
+    answered = answerer.answer("When was the Trusted Blockchain Program launched?", passages)
+    assert not answered.abstained and answered.short_answer == "2018"

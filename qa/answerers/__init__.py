@@ -35,7 +35,7 @@ from qa.errors import ConfigError, UnknownAnswererError
 if TYPE_CHECKING:
     from qa.config import Settings
     from qa.embedding import Embedder
-    from qa.types import Answer, Passage, Turn
+    from qa.types import Answer, Document, Passage, Turn
 
 ENTRY_POINT_GROUP = "qa.answerers"
 BUILTINS = (
@@ -76,9 +76,14 @@ class StreamingAnswerer(Answerer, Protocol):
 
 @dataclass(frozen=True)
 class Resources:
-    """Shared, already-loaded things an answerer may use instead of loading its own."""
+    """Shared, already-loaded things an answerer may use instead of loading its own.
+
+    `documents` looks a source document up by id (the store's `document`), so an answerer can
+    quote past a chunk's edges; None when there is no store behind the passages.
+    """
 
     embedder: Embedder
+    documents: Callable[[str], Document] | None = None
 
 
 AnswererFactory = Callable[["Settings", Resources], Answerer]

@@ -30,6 +30,9 @@ YEAR = re.compile(r"\b(?:1[0-9]|20)\d{2}\b")
 ORDINAL_WORD = re.compile(
     r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)\b", re.I
 )
+# Question kinds whose answer must appear as a span of that kind in the quote (see
+# `guard_reason`), and how a message names them.
+TYPED_KINDS = {"date": "date", "number": "number", "person": "name of a person or body"}
 WORDS = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 # "whether or not" and "yes or no" name both sides: no negation.
 _NEGATION = re.compile(
@@ -81,8 +84,10 @@ def guard_reason(
         # SQuAD 2 writes unanswerable questions by negating a sentence of the passage
         # ("What is *not* used to ...?"): a quote that negates nothing does not answer them.
         return "The question asks about what is not so; the quoted sentence says what is."
-    if kind in ("date", "number") and features["cue"] == 0.0:
-        return f"No quoted sentence holds the {kind} the question asks for."
+    if kind in TYPED_KINDS and features["cue"] == 0.0:
+        # Answer-type agreement: a "when" answered by a sentence with no date, a "who" by one
+        # that names nobody (besides the question's own names) does not answer it.
+        return f"No quoted sentence holds the {TYPED_KINDS[kind]} the question asks for."
     if clash := date_clash(question, quoted, context):
         return f"The quoted sentence gives {clash[1]!r}, not the question's {clash[0]!r}."
     if clashing and (top := max(clashing))[0] > best_score and not holds_dates(question, quoted):

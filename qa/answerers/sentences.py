@@ -1,17 +1,26 @@
-"""The sentences the extractive answerer scores, and how it picks the ones it quotes."""
+"""The sentences the extractive answerer scores, and how it picks the ones it quotes.
+
+A chunk boundary falls wherever the token budget ends, often inside a sentence; a quote must
+still be a whole sentence of the document. `sentences_of` therefore splits the document text
+around each chunk (when the answerer can look documents up) and keeps every sentence that
+overlaps the chunk, whole. Spans are in document offsets: `document.text[start:end] == text`.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from qa.citations import Span, content_terms, split_sentences
-from qa.types import Passage
+from qa.types import Chunk, Passage
 
 NEAR_CHARS = 400  # how far after the best sentence a second one may start
+# How far outside a chunk to look for the rest of a cut sentence (a line break ends it sooner).
+REACH_CHARS = 2000
+DocumentText = Callable[[Chunk], str | None]
 
 
 @dataclass(frozen=True)
@@ -19,7 +28,7 @@ class Scored:
     """One sentence of one passage with its cues and total score."""
 
     passage: Passage
-    span: Span  # offsets inside passage.chunk.text
+    span: Span  # offsets in the source document (the sentence may reach outside the chunk)
     sim: float
     lex: float
     cue: float
@@ -27,24 +36,51 @@ class Scored:
 
     @property
     def doc_start(self) -> int:
-        return self.passage.chunk.start + self.span.start
+        return self.span.start
 
 
 def sent_terms_of(s: Scored) -> set[str]:
     return set(content_terms(s.span.text))
 
 
-def sentences_of(passages: Sequence[Passage]) -> list[tuple[Passage, Span]]:
-    """Sentences of all passages in rank order; a sentence seen in an earlier passage is skipped."""
+def sentences_of(
+    passages: Sequence[Passage], document_text: DocumentText | None = None
+) -> list[tuple[Passage, Span]]:
+    """Whole sentences of all passages in rank order, in document offsets; a sentence seen in
+    an earlier passage is skipped. `document_text(chunk)` gives the chunk's document text
+    (None when unknown: the chunk's own sentences are used, cut where the chunk is cut)."""
     seen: set[tuple[str, int]] = set()
     out = []
     for p in sorted(passages, key=lambda p: p.rank):
-        for span in split_sentences(p.chunk.text):
-            key = (p.chunk.doc_id, p.chunk.start + span.start)
+        text = document_text(p.chunk) if document_text is not None else None
+        for span in whole_sentences(p.chunk, text):
+            key = (p.chunk.doc_id, span.start)
             if key not in seen and any(c.isalnum() for c in span.text):
                 seen.add(key)
                 out.append((p, span))
     return out
+
+
+def whole_sentences(chunk: Chunk, document_text: str | None) -> list[Span]:
+    """The sentences of the document that overlap the chunk, whole, in document offsets."""
+    if document_text is None or document_text[chunk.start : chunk.end] != chunk.text:
+        # No document (or another version of it): the chunk is all we can quote exactly.
+        return [
+            Span(s.text, chunk.start + s.start, chunk.start + s.end)
+            for s in split_sentences(chunk.text)
+        ]
+    lo = max(0, chunk.start - REACH_CHARS)
+    hi = min(len(document_text), chunk.end + REACH_CHARS)
+    # Start and end the window at line breaks where there are some: they always end a
+    # sentence, so the sentences found at the window's edges are whole.
+    lo = max(lo, document_text.rfind("\n", lo, chunk.start) + 1)
+    if (nl := document_text.find("\n", chunk.end, hi)) >= 0:
+        hi = nl
+    return [
+        Span(s.text, lo + s.start, lo + s.end)
+        for s in split_sentences(document_text[lo:hi])
+        if lo + s.end > chunk.start and lo + s.start < chunk.end
+    ]
 
 
 def idf_of(q_terms: list[str], sent_terms: list[set[str]]) -> dict[str, float]:
