@@ -18,14 +18,18 @@ def test_a_missing_dependency_fails_under_ci(monkeypatch: pytest.MonkeyPatch, ci
     dependency(True, "chromium")  # present: nothing happens
 
 
+def _ci(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", value)
+
+
 @pytest.mark.parametrize("ci", [None, "", "false"])
 def test_a_missing_dependency_skips_elsewhere(
     monkeypatch: pytest.MonkeyPatch, ci: str | None
 ) -> None:
-    if ci is None:
-        monkeypatch.delenv("CI", raising=False)
-    else:
-        monkeypatch.setenv("CI", ci)
+    _ci(monkeypatch, ci)
     with pytest.raises(pytest.skip.Exception, match=r"missing dependency: chromium"):
         dependency(False, "chromium")
 
@@ -34,10 +38,7 @@ def test_a_missing_dependency_skips_elsewhere(
 def test_a_missing_cpu_feature_skips_even_under_ci(
     monkeypatch: pytest.MonkeyPatch, ci: str | None
 ) -> None:
-    if ci is None:
-        monkeypatch.delenv("CI", raising=False)
-    else:
-        monkeypatch.setenv("CI", ci)
+    _ci(monkeypatch, ci)
     with pytest.raises(pytest.skip.Exception, match=r"lacks native bfloat16; no install step"):
         cpu_feature(False, "native bfloat16")
     cpu_feature(True, "native bfloat16")
