@@ -4,7 +4,7 @@
 #
 # Usage: scripts/install-llm-server.sh [PYTHON]   (default: $PYTHON, else the repo's .venv/bin/python)
 #
-# llama-cpp-python is source-only on PyPI and compiles for ~4 minutes on 2 cores. Its default
+# llama-cpp-python is source-only on PyPI and compiles for 5-10 minutes on 2 cores. Its default
 # build uses -march=native, which enables an AMX kernel that segfaults on some Xeons, so the CPU
 # features are set explicitly: the x86 ones this CPU reports in /proc/cpuinfo (AVX, AVX2, FMA,
 # F16C, BMI2), never AVX-512/AMX. --no-cache-dir keeps pip from reusing a cached crashing wheel.
@@ -66,7 +66,7 @@ installed_version() {
 if [[ "$(installed_version)" == "$LLAMA_VERSION" ]]; then
     echo "==> llama-cpp-python $LLAMA_VERSION already installed; skipping the compile"
 else
-    echo "==> compiling llama-cpp-python[server]==$LLAMA_VERSION (about 4 minutes on 2 cores)"
+    echo "==> compiling llama-cpp-python[server]==$LLAMA_VERSION (5-10 minutes on 2 cores)"
     echo "    $(cpu_cmake_args)"
     start=$(date +%s)
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \

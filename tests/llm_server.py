@@ -22,7 +22,7 @@ from tests.needs import dependency
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = (
-    "Install it with `scripts/install-llm-server.sh` (compiles llama-cpp-python, ~4 min)."
+    "Install it with `scripts/install-llm-server.sh` (compiles llama-cpp-python, 5-10 min)."
 )
 START_TIMEOUT_S = 180.0
 
