@@ -200,11 +200,25 @@ def find_support(claim: str, text: str, *, min_score: float = 0.5) -> tuple[Span
     return best
 
 
-def citation_for(passage: Passage, start: int, end: int, *, supported: bool) -> Citation:
-    """A Citation for `passage.chunk.text[start:end]`, with offsets in the source document."""
+def citation_for(
+    passage: Passage,
+    start: int,
+    end: int,
+    *,
+    supported: bool,
+    document: Document | None = None,
+) -> Citation:
+    """A Citation for `passage.chunk.text[start:end]`, with offsets in the source document.
+
+    Its page is the one where the quote starts, given the chunk's `document`; without it, the
+    chunk's own (first) page, which is wrong for a quote past a page break inside the chunk.
+    """
     chunk = passage.chunk
     if not 0 <= start < end <= len(chunk.text):
         raise ValueError(f"span {start}:{end} is outside chunk {chunk.id} (len {len(chunk.text)})")
+    page = chunk.page
+    if document is not None and document.pages:
+        page = document.page_at(chunk.start + start)
     return Citation(
         n=passage.rank,
         chunk_id=chunk.id,
@@ -213,7 +227,7 @@ def citation_for(passage: Passage, start: int, end: int, *, supported: bool) -> 
         quote=chunk.text[start:end],
         start=chunk.start + start,
         end=chunk.start + end,
-        page=chunk.page,
+        page=page,
         supported=supported,
     )
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from qa.citations import (
     split_sentences,
     support_score,
 )
-from qa.types import Citation, Passage
+from qa.types import Citation, Document, Passage
 
 if TYPE_CHECKING:
     from qa.embedding import Embedder
@@ -149,8 +149,17 @@ class _Checker:
         return [float(x) for x in sims]
 
 
-def ground(text: str, shown: Sequence[Passage], *, embedder: Embedder | None = None) -> Grounded:
-    """Verify every `[n]` of an LLM answer against the passages it was shown."""
+def ground(
+    text: str,
+    shown: Sequence[Passage],
+    *,
+    embedder: Embedder | None = None,
+    documents: Callable[[str], Document] | None = None,
+) -> Grounded:
+    """Verify every `[n]` of an LLM answer against the passages it was shown.
+
+    `documents` (the store's lookup by id) gives each citation the page its quote lies on.
+    """
     by_n = {p.rank: p for p in shown}
     cleaned, dropped = drop_invalid_markers(normalise_markers(text), set(by_n))
     if dropped:
@@ -170,7 +179,10 @@ def ground(text: str, shown: Sequence[Passage], *, embedder: Embedder | None = N
             claim_ok = claim_ok or ok
             key = (n, span.start, span.end)
             if key not in citations or (ok and not citations[key].supported):
-                citations[key] = citation_for(passage, span.start, span.end, supported=ok)
+                document = documents(passage.chunk.doc_id) if documents else None
+                citations[key] = citation_for(
+                    passage, span.start, span.end, supported=ok, document=document
+                )
         if claim.ns and not claim_ok:
             unsupported.append(claim.text)
     result = tuple(citations.values())

@@ -16,7 +16,7 @@ from qa.citations import (
     split_sentences,
     support_score,
 )
-from qa.types import Chunk, Passage
+from qa.types import Chunk, Document, Passage
 
 ARTICLE = (
     "On October 28 (Monday), the rules were officially issued;\n\n"
@@ -105,6 +105,26 @@ def test_citation_for_maps_chunk_offsets_to_the_document() -> None:
     assert document[cite.start : cite.end] == cite.quote == sentence.text
     with pytest.raises(ValueError, match="outside chunk c1"):
         citation_for(passage, 0, len(chunk.text) + 1, supported=True)
+
+
+def test_citation_page_is_where_the_quote_lies_not_where_the_chunk_starts() -> None:
+    text = "Page one ends here. " + "Page two starts here with the quoted claim."
+    second = text.index("Page two")
+    document = Document("doc", "Title", text, "doc.pdf", "h", pages=(0, second))
+    chunk = Chunk("c1", "doc", "Title", text, 0, len(text), 12, page=1)  # spans both pages
+    passage = Passage(chunk, 0.8, 1)
+    quote = (second, len(text))
+    assert citation_for(passage, *quote, supported=True, document=document).page == 2
+    assert citation_for(passage, 0, second - 1, supported=True, document=document).page == 1
+    assert citation_for(passage, *quote, supported=True).page == 1  # no document: the chunk's
+    # An LLM answer's citations (qa.grounding) get the page from the store's document lookup.
+    from qa.grounding import ground
+
+    grounded = ground(
+        "It starts here with the quoted claim [1].", [passage], documents={"doc": document}.get
+    )
+    (cite,) = grounded.citations
+    assert cite.supported and cite.start >= second and cite.page == 2
 
 
 def test_split_claims_and_markers() -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from qa.errors import BackendError
-from qa.types import Answer, Passage, Turn
+from qa.types import Answer, Document, Passage, Turn
 
 if TYPE_CHECKING:
     from qa.answerers import Registry, Resources
@@ -65,15 +65,20 @@ class OpenAIChatAnswerer:
         context_tokens: int = 1500,
         encoding: str = "cl100k_base",
         embedder: Embedder | None = None,
+        documents: Callable[[str], Document] | None = None,
     ) -> None:
         self.client = client
         self.context_tokens = context_tokens
         self.encoding_name = encoding
         self.embedder = embedder
+        self.documents = documents  # the page of each quote (see qa.grounding.ground)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, embedder: Embedder | None = None
+        cls,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        documents: Callable[[str], Document] | None = None,
     ) -> OpenAIChatAnswerer:
         from qa.llm import ChatClient
 
@@ -82,6 +87,7 @@ class OpenAIChatAnswerer:
             context_tokens=settings.context_tokens,
             encoding=settings.encoding,
             embedder=embedder,
+            documents=documents,
         )
 
     def messages(
@@ -183,7 +189,7 @@ class OpenAIChatAnswerer:
                 abstain_reason="The LLM found no answer in the retrieved passages.",
                 passages=tuple(shown),
             )
-        grounded = ground(text, shown, embedder=self.embedder)
+        grounded = ground(text, shown, embedder=self.embedder, documents=self.documents)
         return Answer(
             question=question,
             answer=grounded.text,
@@ -216,7 +222,9 @@ def _clean_rewrite(reply: str) -> str:
 
 def create(settings: Settings, resources: Resources) -> OpenAIChatAnswerer:
     """Registry factory: the answerer configured by the `llm_*` settings."""
-    return OpenAIChatAnswerer.from_settings(settings, getattr(resources, "embedder", None))
+    return OpenAIChatAnswerer.from_settings(
+        settings, getattr(resources, "embedder", None), getattr(resources, "documents", None)
+    )
 
 
 def register(registry: Registry) -> None:
