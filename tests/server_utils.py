@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +59,71 @@ def wait_for(check: Callable[[], object], *, what: str, timeout: float = 60.0) -
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.05)
+
+
+class ServeProcess:
+    """`command` (a `qa serve`) as a real process on `port`, ready once `/readyz` says 200.
+
+    On exit it is stopped with SIGINT, as Ctrl-C would; `output` then holds what it printed.
+    """
+
+    def __init__(
+        self, command: list[Any], *, port: int, cwd: Path, env: dict[str, str], timeout: float
+    ) -> None:
+        self.command = [str(part) for part in command]
+        self.url = f"http://127.0.0.1:{port}"
+        self.cwd, self.env, self.timeout = cwd, env, timeout
+        self.output = ""
+
+    def __enter__(self) -> ServeProcess:
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_for(
+                self._ready, what=f"{' '.join(self.command)} to become ready", timeout=self.timeout
+            )
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        import httpx
+
+        if self.proc.poll() is not None:
+            self._collect()
+            raise AssertionError(f"qa serve exited: {self.output[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        self._collect()
+
+    def _collect(self) -> None:
+        """Wait for the process to end and keep its output (once)."""
+        if self.proc.stdout is None or self.proc.stdout.closed:
+            return
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self.output = out or ""
 
 
 def demo_corpus_copy(folder: Path, extra: dict[str, str] | None = None) -> Path:

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import ROOT
-from tests.server_utils import wait_for
+from tests.server_utils import ServeProcess
 
 RUN = "python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e . && .venv/bin/qa serve"
 TEST = "bash scripts/test.sh"
@@ -52,24 +50,9 @@ def test_run_command_serves_the_demo_corpus_building_the_index_first(tmp_path: P
         "HF_HUB_OFFLINE": "1",
     }
     # The run command's last step, as installed by the test command: `qa serve` from the repo.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "qa.cli", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, what="qa serve to become ready", timeout=240)
+    command = [sys.executable, "-m", "qa.cli", "serve"]
+    with ServeProcess(command, port=port, cwd=ROOT, env=env, timeout=240) as server:
+        base = server.url
         assert (tmp_path / "index" / "manifest.json").exists()
         page = httpx.get(base + "/", timeout=10)
         assert page.status_code == 200 and "<textarea" in page.text
@@ -79,11 +62,5 @@ def test_run_command_serves_the_demo_corpus_building_the_index_first(tmp_path: P
         answer = httpx.post(f"{base}/ask", json={"question": question}, timeout=60).json()
         assert "fill in the filing information" in answer["answer"]
         assert answer["citations"] and answer["citations"][0]["supported"]
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            out, _ = server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            out, _ = server.communicate()
+    out = server.output
     assert "No index at" in out or "building it" in out, out[-2000:]

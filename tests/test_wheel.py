@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import site
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from tests.conftest import DEMO_CORPUS, ROOT
 from tests.llm_server import free_port, llm_server  # noqa: F401  (llm_server is a fixture)
-from tests.server_utils import wait_for
+from tests.server_utils import ServeProcess
 
 
 def _run(*args: str | Path, cwd: Path) -> str:
@@ -101,34 +100,9 @@ def served(venv: Path, tmp_path: Path, llm_server: str) -> Iterator[str]:  # noq
         "QA_LLM_MAX_TOKENS": "48",
         "QA_LLM_TIMEOUT": "300",  # a busy 2-core machine: this checks the path, not the speed
     }
-    server = subprocess.Popen(
-        [venv / "bin" / "qa", "serve", "--port", str(port), "--index", tmp_path / "index"],
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(f"qa serve exited: {server.communicate()[0][-2000:]}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(ready, what="qa serve (installed from the wheel) to become ready", timeout=240)
-        yield base
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
+    command = [venv / "bin" / "qa", "serve", "--port", port, "--index", tmp_path / "index"]
+    with ServeProcess(command, port=port, cwd=work, env=env, timeout=240) as server:
+        yield server.url
 
 
 def test_qa_serve_from_the_wheel_serves_the_page_and_answers_through_the_prompts(
