@@ -186,9 +186,9 @@ def bench_size(
 def write_folder(index_dir: Path, n: int) -> dict[str, Any]:
     """A complete index folder of `n` synthetic chunks (5 per document), as `qa index` writes."""
     import qa.store
-    from qa.chunking import CHUNKER_VERSION
     from qa.config import load_settings
     from qa.index_folder import base_manifest
+    from qa.ingest.chunking import CHUNKER_VERSION
     from qa.store import FaissStore
     from qa.types import Chunk, Document
 

@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from qa.embedding import embedder_for
-    from qa.indexing import build_index
+    from qa.ingest.build import build_index
 
     settings = _settings(args)
     embedder = embedder_for(settings)

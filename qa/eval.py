@@ -185,7 +185,7 @@ def _open(settings: Settings, *, dataset: bool, console: Console) -> Pipeline:
 
     if dataset:
         from qa.embedding import embedder_for
-        from qa.indexing import build_index
+        from qa.ingest.build import build_index
 
         embedder = embedder_for(settings)
         # Incremental: an unchanged corpus with the same settings re-embeds nothing.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.chunking import embedding_text
+from qa.ingest.chunking import embedding_text
 from qa.types import Chunk
 
 if TYPE_CHECKING:

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.chunking import CHUNKER_VERSION, embedding_text
 from qa.config import Settings
-from qa.corpus import load_corpus
 from qa.embed_cache import open_cache
 from qa.index_folder import manifest_differences, versions
-from qa.indexing import IndexReport, embed_texts, index_manifest, make_chunker
+from qa.ingest.build import IndexReport, embed_texts, index_manifest, make_chunker
+from qa.ingest.chunking import CHUNKER_VERSION, embedding_text
+from qa.ingest.readers import load_corpus
 from qa.pg_keyword import build_bm25, pack_bm25
 from qa.pg_schema import (
     connect,

@@ -72,7 +72,7 @@ class Pipeline:
         except IndexNotFoundError:
             if not build_if_missing:
                 raise
-            from qa.indexing import build_index
+            from qa.ingest.build import build_index
 
             log.info("No index at %s: building it from %s", settings.index_dir, settings.corpus_dir)
             report = build_index(settings, embedder=embedder, progress=progress)

@@ -32,7 +32,6 @@ import numpy as np
 from qa.bm25 import INFO as BM25_INFO
 from qa.bm25 import PARAMS_FILE as BM25_PARAMS_FILE
 from qa.bm25 import Bm25Index
-from qa.chunking import embedding_text
 from qa.config import Settings
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
 from qa.index_folder import (
@@ -49,6 +48,7 @@ from qa.index_folder import (
     swap_in,
     versions,
 )
+from qa.ingest.chunking import embedding_text
 from qa.types import Chunk, Document
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ def embedder():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory, embedder) -> Settings:  # type: ignore[no-untyped-def]
     """Settings pointing at a fresh index of the demo corpus, built once per run."""
-    from qa.indexing import build_index
+    from qa.ingest.build import build_index
 
     index_dir = tmp_path_factory.mktemp("demo") / "index"
     settings = load_settings(corpus_dir=DEMO_CORPUS, index_dir=index_dir, _env_file=None)

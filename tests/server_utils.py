@@ -140,7 +140,7 @@ def build_demo_index(
 ) -> Settings:
     """Settings whose index (built here, with the real model) covers the demo corpus + `extra`."""
     from qa.embedding import get_embedder
-    from qa.indexing import build_index
+    from qa.ingest.build import build_index
 
     corpus = demo_corpus_copy(folder, extra)
     settings = load_settings(

@@ -1,4 +1,4 @@
-"""qa.chunking: token-bounded chunks with exact offsets, within the embedding model's limit."""
+"""qa.ingest.chunking: token-bounded chunks with exact offsets, within the model's limit."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qa.chunking import Chunker, chunk_id, embedding_text
-from qa.corpus import load_corpus, make_document
 from qa.errors import ConfigError
-from qa.tokens import get_encoding
+from qa.ingest.chunking import Chunker, chunk_id, embedding_text
+from qa.ingest.readers import load_corpus, make_document
+from qa.ingest.tokens import get_encoding
 from qa.types import Chunk, Document
 
 ENC = get_encoding("cl100k_base")
@@ -72,7 +72,7 @@ def test_small_document_is_one_chunk_and_ids_are_stable() -> None:
 
 
 def test_token_offsets_match_tiktoken() -> None:
-    from qa.tokens import TokenOffsets
+    from qa.ingest.tokens import TokenOffsets
 
     text = "Grüße 世界! naïve café 🎉🎉 x\u0301 — 12345 \n\n end"
     for name in ("cl100k_base", "o200k_base"):

@@ -1,4 +1,4 @@
-"""qa.corpus: loading a folder of txt, md, html, pdf and jsonl files into Documents."""
+"""qa.ingest.readers: loading a folder of txt, md, html, pdf and jsonl files into Documents."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.corpus import FileInfo, Skipped, document_hash, load_corpus
 from qa.errors import CorpusError
+from qa.ingest.readers import FileInfo, Skipped, document_hash, load_corpus
 
 
 def make_pdf(pages: list[str], title: str | None = None) -> bytes:
@@ -131,7 +131,7 @@ def test_jsonl_bad_line_is_skipped_with_a_warning(
         '{"id": 7, "title": "Seven", "text": "Seventh text."}\n'
         '{"id": "d3", "title": "No text"}\n'
     )
-    with caplog.at_level(logging.WARNING, logger="qa.corpus"):
+    with caplog.at_level(logging.WARNING, logger="qa.ingest.readers"):
         load = load_corpus(tmp_path)
 
     assert [(d.id, d.title, d.text, d.source) for d in load.documents] == [
@@ -166,7 +166,7 @@ def test_non_utf8_and_broken_files_are_skipped(
     (tmp_path / "latin1.txt").write_bytes("Café crème".encode("latin-1"))
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (tmp_path / "blank.md").write_text("  \n\n ")
-    with caplog.at_level(logging.WARNING, logger="qa.corpus"):
+    with caplog.at_level(logging.WARNING, logger="qa.ingest.readers"):
         load = load_corpus(tmp_path)
 
     assert [d.id for d in load.documents] == ["good.txt"]

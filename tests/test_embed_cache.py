@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.chunking import embedding_text
 from qa.config import Settings, load_settings
 from qa.embed_cache import CACHE_FILE, EmbeddingCache, cache_dir_for, text_hash
-from qa.indexing import build_index
+from qa.ingest.build import build_index
+from qa.ingest.chunking import embedding_text
 from qa.store import FaissStore
 
 DEMO = Path(__file__).resolve().parent.parent / "corpus" / "china-blockchain-policy-2017-2019.txt"

@@ -15,9 +15,9 @@ from qa.answerers.guards import date_clash, negation_lost, opposite_word, word_c
 from qa.answerers.phrases import phrases
 from qa.answerers.spans import short_answer
 from qa.config import Settings
-from qa.corpus import make_document
 from qa.embedding import Embedder
 from qa.followup import rewrite_followup
+from qa.ingest.readers import make_document
 from qa.retrieval import Retriever
 from qa.store import FaissStore
 from qa.types import Answer, Chunk, Document, Passage, Turn

@@ -10,7 +10,7 @@ import pytest
 
 from qa.cli import main
 from qa.config import Settings, load_settings
-from qa.indexing import build_index
+from qa.ingest.build import build_index
 from qa.pipeline import Pipeline, pack
 from qa.store import FaissStore
 from qa.types import Answer, Chunk, Passage

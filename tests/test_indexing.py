@@ -1,4 +1,4 @@
-"""qa.indexing: full and incremental builds with the real model; equal results either way."""
+"""qa.ingest.build: full and incremental builds with the real model; equal results either way."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qa.config import Settings, load_settings
-from qa.indexing import build_index
+from qa.ingest.build import build_index
 from qa.store import FaissStore
 
 DEMO = Path(__file__).resolve().parent.parent / "corpus" / "china-blockchain-policy-2017-2019.txt"

@@ -67,7 +67,7 @@ def _settings(pg: PgServer, corpus: Path, **overrides: Any) -> Settings:
 
 
 def _index(settings: Settings, embedder: Any, **kw: Any) -> Any:
-    from qa.indexing import build_index
+    from qa.ingest.build import build_index
 
     return build_index(settings, embedder=embedder, **kw)
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from qa.ingest.tokens import get_encoding
 from qa.prompts import (
     ABSTAIN_PHRASE,
     MAX_HISTORY_TURNS,
@@ -14,7 +15,6 @@ from qa.prompts import (
     render_messages,
     render_rewrite_messages,
 )
-from qa.tokens import get_encoding
 from qa.types import Chunk, Passage, Turn
 
 ENC = get_encoding("cl100k_base")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from qa.config import Settings, load_settings
-from qa.corpus import make_document
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
 from qa.index_folder import base_manifest
+from qa.ingest.readers import make_document
 from qa.store import FaissStore
 from qa.types import Chunk, Document
 
@@ -280,7 +280,8 @@ def test_damaged_files_say_to_rebuild(settings: Settings) -> None:
 
 def test_heavy_imports_stay_lazy() -> None:
     code = (
-        "import sys, qa.store, qa.indexing, qa.chunking, qa.corpus, qa.tokens, qa.index_folder\n"
+        "import sys, qa.store, qa.index_folder\n"
+        "import qa.ingest.build, qa.ingest.chunking, qa.ingest.readers, qa.ingest.tokens\n"
         "heavy = {'faiss', 'torch', 'sentence_transformers', 'tiktoken', 'bs4', 'pypdf', 'rich'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )

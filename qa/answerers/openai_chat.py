@@ -99,8 +99,8 @@ class OpenAIChatAnswerer:
         context_tokens: int | None = None,
     ) -> tuple[list[dict[str, str]], tuple[Passage, ...]]:
         """The chat messages for a question, and the passages they show (packed to budget)."""
+        from qa.ingest.tokens import get_encoding
         from qa.prompts import pack_passages, render_messages
-        from qa.tokens import get_encoding
 
         budget = context_tokens or self.context_tokens
         encoding = get_encoding(self.encoding_name)

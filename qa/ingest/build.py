@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.bm25 import INFO as BM25_INFO
-from qa.chunking import CHUNKER_VERSION, Chunker, embedding_text
 from qa.config import Settings
-from qa.corpus import Skipped, load_corpus
 from qa.embed_cache import EmbeddingCache, SliceDone, embed_with_cache, open_cache
 from qa.embedding import Embedder
 from qa.errors import QAError
 from qa.index_folder import base_manifest, manifest_differences, read_manifest
+from qa.ingest.chunking import CHUNKER_VERSION, Chunker, embedding_text
+from qa.ingest.readers import Skipped, load_corpus
+from qa.ingest.tokens import get_encoding
 from qa.store import FaissStore, resolve_index_type
-from qa.tokens import get_encoding
 from qa.types import Chunk, Document
 
 if TYPE_CHECKING:

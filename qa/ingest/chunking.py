@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from qa.errors import ConfigError
-from qa.tokens import TokenOffsets
+from qa.ingest.tokens import TokenOffsets
 from qa.types import Chunk, Document
 
 if TYPE_CHECKING:
