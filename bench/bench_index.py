@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.config import load_settings  # noqa: E402
-from qa.embedding import get_embedder  # noqa: E402
+from qa.embedding.models import get_embedder  # noqa: E402
 from qa.ingest.build import build_index, make_chunker  # noqa: E402
 from qa.ingest.chunking import embedding_text  # noqa: E402
 from qa.ingest.readers import load_corpus  # noqa: E402

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa.answerers.extractive import CONFIDENCE_WEIGHTS, FEATURES, ExtractiveAnswerer  # noqa: E402
 from qa.config import load_settings  # noqa: E402
-from qa.embedding import get_embedder  # noqa: E402
+from qa.embedding.models import get_embedder  # noqa: E402
 from qa.evalset import quotes_evidence  # noqa: E402
 from qa.followup import rewrite_followup  # noqa: E402
 from qa.ingest.build import build_index  # noqa: E402

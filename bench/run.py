@@ -47,7 +47,7 @@ OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
 def scifact_texts(n_docs: int) -> list[str]:
     """Chunk embedding texts of the first SciFact documents, as `qa index` would embed them."""
     from qa.config import load_settings
-    from qa.embedding import get_embedder
+    from qa.embedding.models import get_embedder
 
     folder = Path(tempfile.mkdtemp(prefix="qa-bench-texts-"))
     lines = (SCIFACT / "corpus.jsonl").read_text().splitlines()[:n_docs]
@@ -60,7 +60,7 @@ def embed_speed(texts: list[str], rounds: int) -> dict[str, Any]:
     """Seconds per option over the same texts, rounds interleaved; speed-up over torch fp32."""
     import numpy as np
 
-    from qa.embedding import get_embedder
+    from qa.embedding.models import get_embedder
     from qa.errors import ConfigError
 
     embedders: dict[str, Any] = {}

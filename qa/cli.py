@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from qa.embedding import embedder_for
+    from qa.embedding.models import embedder_for
     from qa.ingest.build import build_index
 
     settings = _settings(args)

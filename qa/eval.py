@@ -184,7 +184,7 @@ def _open(settings: Settings, *, dataset: bool, console: Console) -> Pipeline:
     from qa.pipeline import Pipeline
 
     if dataset:
-        from qa.embedding import embedder_for
+        from qa.embedding.models import embedder_for
         from qa.ingest.build import build_index
 
         embedder = embedder_for(settings)

@@ -38,7 +38,7 @@ from qa.citations import (
 from qa.types import Citation, Document, Passage
 
 if TYPE_CHECKING:
-    from qa.embedding import Embedder
+    from qa.embedding.models import Embedder
 
 log = logging.getLogger(__name__)
 

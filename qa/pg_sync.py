@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.config import Settings
-from qa.embed_cache import open_cache
+from qa.embedding.cache import open_cache
 from qa.index_folder import manifest_differences, versions
 from qa.ingest.build import IndexReport, embed_texts, index_manifest, make_chunker
 from qa.ingest.chunking import CHUNKER_VERSION, embedding_text
@@ -46,7 +46,7 @@ from qa.types import Chunk, Document
 if TYPE_CHECKING:
     import psycopg
 
-    from qa.embedding import Embedder
+    from qa.embedding.models import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from qa.types import Answer, Candidate, Document, Passage, Turn
 
 if TYPE_CHECKING:
     from qa.answerers import Answerer
-    from qa.embedding import Embedder
+    from qa.embedding.models import Embedder
     from qa.retrieval import Retrieval, Retriever
     from qa.stores import Store
 
@@ -62,7 +62,7 @@ class Pipeline:
         cls, settings: Settings, *, build_if_missing: bool = False, progress: bool = False
     ) -> Pipeline:
         """Open the index in settings.index_dir (building it from the corpus if asked)."""
-        from qa.embedding import embedder_for
+        from qa.embedding.models import embedder_for
         from qa.errors import IndexNotFoundError
         from qa.stores import open_store
 

@@ -27,7 +27,7 @@ from qa.types import Candidate, Chunk, Passage
 
 if TYPE_CHECKING:
     from qa.config import Settings
-    from qa.embedding import Embedder
+    from qa.embedding.models import Embedder
     from qa.rerank import Reranker
     from qa.stores import Store
 

@@ -25,7 +25,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 @pytest.fixture(scope="session")
 def embedder():  # type: ignore[no-untyped-def]
     """The real all-MiniLM-L6-v2 embedder, loaded once for the whole run."""
-    from qa.embedding import get_embedder
+    from qa.embedding.models import get_embedder
 
     return get_embedder("all-MiniLM-L6-v2")
 

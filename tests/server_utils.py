@@ -139,7 +139,7 @@ def build_demo_index(
     folder: Path, *, extra: dict[str, str] | None = None, **overrides: Any
 ) -> Settings:
     """Settings whose index (built here, with the real model) covers the demo corpus + `extra`."""
-    from qa.embedding import get_embedder
+    from qa.embedding.models import get_embedder
     from qa.ingest.build import build_index
 
     corpus = demo_corpus_copy(folder, extra)

@@ -1,4 +1,4 @@
-"""qa.embed_cache: re-indexing embeds only text the cache has not seen; a bad cache is ignored."""
+"""qa.embedding.cache: re-indexing embeds only unseen text; a bad cache is ignored."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qa.config import Settings, load_settings
-from qa.embed_cache import CACHE_FILE, EmbeddingCache, cache_dir_for, text_hash
+from qa.embedding.cache import CACHE_FILE, EmbeddingCache, cache_dir_for, text_hash
 from qa.ingest.build import build_index
 from qa.ingest.chunking import embedding_text
 from qa.store import FaissStore
@@ -155,7 +155,7 @@ def test_a_corrupt_cache_is_replaced_with_a_warning(
     cache_file.parent.mkdir()
     cache_file.write_bytes(b"this is not a database" * 100)
     counting = CountingEmbedder(embedder)
-    with caplog.at_level(logging.WARNING, logger="qa.embed_cache"):
+    with caplog.at_level(logging.WARNING, logger="qa.embedding.cache"):
         report = build_index(settings, embedder=counting)
     assert report.n_chunks == 18 and len(counting.take()) == 18
     assert "is damaged" in caplog.text

@@ -30,7 +30,7 @@ SAMPLES = [
 
 
 def test_bfloat16_vectors_are_close_to_float32(embedder) -> None:  # type: ignore[no-untyped-def]
-    from qa.embedding import cpu_has_bf16, get_embedder
+    from qa.embedding.models import cpu_has_bf16, get_embedder
 
     from .needs import cpu_feature
 
@@ -45,7 +45,7 @@ def test_bfloat16_vectors_are_close_to_float32(embedder) -> None:  # type: ignor
 
 
 def test_two_processes_give_the_single_process_vectors(embedder) -> None:  # type: ignore[no-untyped-def]
-    from qa.embedding import SentenceTransformerEmbedder
+    from qa.embedding.models import SentenceTransformerEmbedder
 
     texts = [f"{s} (variant {i})" for i in range(64) for s in SAMPLES]  # 256: enough for the pool
     pooled = SentenceTransformerEmbedder("all-MiniLM-L6-v2", processes=2)
@@ -61,7 +61,7 @@ def test_two_processes_give_the_single_process_vectors(embedder) -> None:  # typ
 def test_options_this_machine_cannot_run_are_refused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    import qa.embedding as embedding
+    import qa.embedding.models as embedding
     from qa.errors import ConfigError
 
     with pytest.raises(ConfigError, match="'bfloat16' needs the torch backend"):
@@ -78,7 +78,7 @@ def test_options_this_machine_cannot_run_are_refused(monkeypatch) -> None:  # ty
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from qa.embedding import cpu_has_bf16
+    from qa.embedding.models import cpu_has_bf16
 
     info = tmp_path / "cpuinfo"
     info.write_text("flags\t\t: fpu sse2 avx512f avx512_vnni\n")

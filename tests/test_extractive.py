@@ -15,7 +15,7 @@ from qa.answerers.guards import date_clash, negation_lost, opposite_word, word_c
 from qa.answerers.phrases import phrases
 from qa.answerers.spans import short_answer
 from qa.config import Settings
-from qa.embedding import Embedder
+from qa.embedding.models import Embedder
 from qa.followup import rewrite_followup
 from qa.ingest.readers import make_document
 from qa.retrieval import Retriever

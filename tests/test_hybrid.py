@@ -134,7 +134,7 @@ def test_cross_encoder_reranker_reorders_the_head(demo_settings: Settings, tmp_p
     # scoring head. Its scores mean nothing; the code path (load by path, score, re-order) is real.
     from sentence_transformers import CrossEncoder
 
-    from qa.embedding import resolve_model_path
+    from qa.embedding.models import resolve_model_path
 
     model = CrossEncoder(resolve_model_path("all-MiniLM-L6-v2"), num_labels=1, device="cpu")
     model.save(str(tmp_path / "ce"))

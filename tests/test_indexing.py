@@ -133,7 +133,7 @@ def test_interrupt_during_embedding_keeps_the_old_index(tmp_path: Path, embedder
         build_index(settings, embedder=InterruptingEmbedder(embedder))
     after = snapshot(settings, embedder)
     assert after[0] == before[0] and after[2] == before[2]
-    # No temporary folder left; index.cache/ is the embedding cache (qa.embed_cache).
+    # No temporary folder left; index.cache/ is the embedding cache (qa.embedding.cache).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "index", "index.cache"]
 
 

@@ -34,7 +34,7 @@ from qa.errors import ConfigError, UnknownAnswererError
 
 if TYPE_CHECKING:
     from qa.config import Settings
-    from qa.embedding import Embedder
+    from qa.embedding.models import Embedder
     from qa.types import Answer, Document, Passage, Turn
 
 ENTRY_POINT_GROUP = "qa.answerers"

@@ -56,7 +56,7 @@ from qa.types import Answer, Chunk, Document, Passage, Turn
 if TYPE_CHECKING:
     from qa.answerers import Registry, Resources
     from qa.config import Settings
-    from qa.embedding import Embedder
+    from qa.embedding.models import Embedder
 
 NAME = "extractive"
 DESCRIPTION = "Offline default: quotes the best-matching sentences verbatim (no LLM)."

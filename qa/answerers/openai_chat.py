@@ -21,7 +21,7 @@ from qa.types import Answer, Document, Passage, Turn
 if TYPE_CHECKING:
     from qa.answerers import Registry, Resources
     from qa.config import Settings
-    from qa.embedding import Embedder
+    from qa.embedding.models import Embedder
     from qa.llm import ChatClient
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import numpy as np
 
 from qa.bm25 import INFO as BM25_INFO
 from qa.config import Settings
-from qa.embed_cache import EmbeddingCache, SliceDone, embed_with_cache, open_cache
-from qa.embedding import Embedder
+from qa.embedding.cache import EmbeddingCache, SliceDone, embed_with_cache, open_cache
+from qa.embedding.models import Embedder
 from qa.errors import QAError
 from qa.index_folder import base_manifest, manifest_differences, read_manifest
 from qa.ingest.chunking import CHUNKER_VERSION, Chunker, embedding_text
