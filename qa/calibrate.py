@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa.errors import ConfigError
-from qa.index_folder import CALIBRATION_FILE
+from qa.stores.folder import CALIBRATION_FILE
 
 if TYPE_CHECKING:
     from qa.config import Settings

@@ -341,14 +341,14 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 def _location(settings: Settings) -> str:
     """Where the index lives, for messages (never a database password)."""
     if settings.store == "postgres" and settings.database_url is not None:
-        from qa.pg_schema import describe
+        from qa.stores.postgres.schema import describe
 
         return f"{describe(settings.database_url)} (schema {settings.pg_schema})"
     return f"{settings.index_dir}/"
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from qa.pg_sync import copy_faiss_index
+    from qa.stores.postgres.sync import copy_faiss_index
 
     settings = _settings(args)
     n_docs, n_chunks = copy_faiss_index(settings, args.source)

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     database_replica_url: SecretStr | None = None
     # Postgres schema holding the tables (one database can hold several indexes).
     pg_schema: str = "qa"
-    # Keyword search of the Postgres store: app-side BM25 (qa.bm25, saved in the database)
+    # Keyword search of the Postgres store: app-side BM25 (qa.stores.bm25, saved in the database)
     # or Postgres full-text ranking (ts_rank_cd); see bench/bench_pg.py for SciFact numbers.
     pg_keyword: Literal["bm25", "fulltext"] = "bm25"
     # Connections each process keeps open to the database (one per concurrent search).

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from qa.config import Settings
     from qa.embedding.models import Embedder
     from qa.rerank import Reranker
-    from qa.stores import Store
+    from qa.stores.base import Store
 
 # Dense feedback (tuned on SciFact train by bench/tune_retrieval.py): how far the question moves
 # towards the mean of the top fused candidates, and how many of them.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.bm25 import Bm25Index, tokenize
+from qa.stores.bm25 import Bm25Index, tokenize
 
 TEXTS = [
     "China's central bank regulates blockchain companies.",

@@ -11,8 +11,8 @@ import pytest
 from qa.calibrate import GRID, Tradeoff, choose, read_calibration, tradeoffs
 from qa.cli import main
 from qa.config import Settings, load_settings
-from qa.index_folder import CALIBRATION_FILE
 from qa.pipeline import Pipeline
+from qa.stores.folder import CALIBRATION_FILE
 from tests.conftest import DEMO_CORPUS, DEMO_QUESTIONS
 
 

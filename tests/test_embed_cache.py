@@ -14,7 +14,7 @@ from qa.config import Settings, load_settings
 from qa.embedding.cache import CACHE_FILE, EmbeddingCache, cache_dir_for, text_hash
 from qa.ingest.build import build_index
 from qa.ingest.chunking import embedding_text
-from qa.store import FaissStore
+from qa.stores.faiss.store import FaissStore
 
 DEMO = Path(__file__).resolve().parent.parent / "corpus" / "china-blockchain-policy-2017-2019.txt"
 

@@ -12,7 +12,7 @@ from qa.cli import main
 from qa.config import Settings, load_settings
 from qa.ingest.build import build_index
 from qa.pipeline import Pipeline, pack
-from qa.store import FaissStore
+from qa.stores.faiss.store import FaissStore
 from qa.types import Answer, Chunk, Passage
 
 QUESTION = "When were the blockchain information service regulations issued?"

@@ -11,7 +11,7 @@ import pytest
 
 from qa.config import Settings, load_settings
 from qa.ingest.build import build_index
-from qa.store import FaissStore
+from qa.stores.faiss.store import FaissStore
 
 DEMO = Path(__file__).resolve().parent.parent / "corpus" / "china-blockchain-policy-2017-2019.txt"
 QUERIES = ["Which city issued a digital economy policy?", "What do bees make?", "ICO ban", "cats"]

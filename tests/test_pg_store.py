@@ -131,8 +131,8 @@ def test_schema_created_and_versioned(pg: PgServer, tmp_path: Path, embedder: An
 
 
 def test_search_equals_faiss(pg: PgServer, tmp_path: Path, embedder: Any, demo_settings) -> None:  # type: ignore[no-untyped-def]
-    from qa.pg_store import PostgresStore
-    from qa.store import FaissStore
+    from qa.stores.faiss.store import FaissStore
+    from qa.stores.postgres.store import PostgresStore
 
     settings = _settings(pg, demo_corpus_copy(tmp_path))
     _index(settings, embedder)
@@ -168,7 +168,7 @@ def test_search_equals_faiss(pg: PgServer, tmp_path: Path, embedder: Any, demo_s
 
 
 def test_incremental_sync(pg: PgServer, tmp_path: Path, embedder: Any) -> None:
-    from qa.pg_store import PostgresStore
+    from qa.stores.postgres.store import PostgresStore
 
     corpus = demo_corpus_copy(tmp_path, {"a.txt": "Alpha text about otters. " * 10, **EXTRA})
     settings = _settings(pg, corpus)
@@ -203,7 +203,7 @@ def test_incremental_sync(pg: PgServer, tmp_path: Path, embedder: Any) -> None:
 def test_killed_ingest_leaves_previous_corpus(pg: PgServer, tmp_path: Path, embedder: Any) -> None:
     import psycopg
 
-    from qa.pg_store import PostgresStore
+    from qa.stores.postgres.store import PostgresStore
 
     corpus = demo_corpus_copy(tmp_path, EXTRA)
     settings = _settings(pg, corpus)
@@ -270,7 +270,7 @@ def test_killed_ingest_leaves_previous_corpus(pg: PgServer, tmp_path: Path, embe
 
 def test_mismatch_and_config_errors(pg: PgServer, tmp_path: Path, embedder: Any) -> None:
     from qa.errors import IndexNotFoundError
-    from qa.pg_store import PostgresStore
+    from qa.stores.postgres.store import PostgresStore
 
     settings = _settings(pg, demo_corpus_copy(tmp_path))
     with pytest.raises(IndexNotFoundError, match="Run `qa index --store postgres`"):
@@ -298,8 +298,8 @@ def test_mismatch_and_config_errors(pg: PgServer, tmp_path: Path, embedder: Any)
 
 
 def test_hybrid_fulltext_and_filters(pg: PgServer, tmp_path: Path, embedder: Any) -> None:
-    from qa.pg_store import PostgresStore
     from qa.pipeline import Pipeline
+    from qa.stores.postgres.store import PostgresStore
 
     corpus = demo_corpus_copy(tmp_path, EXTRA)
     settings = _settings(pg, corpus, retrieval="hybrid")
@@ -413,7 +413,7 @@ def _ask(url: str, question: str) -> dict[str, Any]:
 def test_standby_serves_searches_while_primary_ingests(
     pg: PgServer, tmp_path: Path, embedder: Any
 ) -> None:
-    from qa.pg_store import PostgresStore
+    from qa.stores.postgres.store import PostgresStore
 
     corpus = demo_corpus_copy(tmp_path, EXTRA)
     settings = _settings(pg, corpus)
@@ -461,8 +461,8 @@ def test_standby_serves_searches_while_primary_ingests(
 def test_migrate_faiss_index_without_reembedding(
     pg: PgServer, tmp_path: Path, embedder: Any, demo_settings: Settings
 ) -> None:
-    from qa.pg_store import PostgresStore
-    from qa.store import FaissStore
+    from qa.stores.faiss.store import FaissStore
+    from qa.stores.postgres.store import PostgresStore
 
     settings = _settings(pg, Path(demo_settings.corpus_dir))
     done = subprocess.run(

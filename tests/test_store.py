@@ -1,4 +1,4 @@
-"""qa.store: the index folder round trip, atomic writes, manifest checks, FAISS index kinds."""
+"""qa.stores.faiss.store: index folder round trip, atomic writes, manifest checks, index kinds."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 
 from qa.config import Settings, load_settings
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
-from qa.index_folder import base_manifest
 from qa.ingest.readers import make_document
-from qa.store import FaissStore
+from qa.stores.faiss.store import FaissStore
+from qa.stores.folder import base_manifest
 from qa.types import Chunk, Document
 
 DIM = 16
@@ -178,7 +178,9 @@ def test_manifest_mismatch_names_fields_and_fix(settings: Settings, tmp_path: Pa
         FaissStore.load(settings.index_dir, settings, dim=384)
 
 
-@pytest.mark.parametrize("target", ["faiss.write_index", "qa.store._write_sqlite", "numpy.save"])
+@pytest.mark.parametrize(
+    "target", ["faiss.write_index", "qa.stores.faiss.store._write_sqlite", "numpy.save"]
+)
 def test_failure_mid_write_keeps_the_previous_index(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
@@ -280,7 +282,7 @@ def test_damaged_files_say_to_rebuild(settings: Settings) -> None:
 
 def test_heavy_imports_stay_lazy() -> None:
     code = (
-        "import sys, qa.store, qa.index_folder\n"
+        "import sys, qa.stores.faiss.store, qa.stores.folder\n"
         "import qa.ingest.build, qa.ingest.chunking, qa.ingest.readers, qa.ingest.tokens\n"
         "heavy = {'faiss', 'torch', 'sentence_transformers', 'tiktoken', 'bs4', 'pypdf', 'rich'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

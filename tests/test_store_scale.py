@@ -1,5 +1,5 @@
-"""qa.store at scale: approximate indexes (HNSW over 8-bit codes, IVF) find each indexed vector
-as exact search does; indexes load memory-mapped and keep serving after a rewrite."""
+"""qa.stores.faiss.store at scale: approximate indexes (HNSW over 8-bit codes, IVF) find each
+indexed vector as exact search does; indexes load memory-mapped and keep serving after a rewrite."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from qa.config import Settings, load_settings
-from qa.index_folder import base_manifest
-from qa.store import FaissStore, _training_sample
+from qa.stores.faiss.store import FaissStore, _training_sample
+from qa.stores.folder import base_manifest
 from qa.types import Chunk, Document
 
 DIM = 64

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from qa.bm25 import tokenize
 from qa.citations import STOPWORDS, stem
+from qa.stores.bm25 import tokenize
 
 ORDINALS = frozenset(
     ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.bm25 import INFO as BM25_INFO
 from qa.config import Settings
 from qa.embedding.cache import EmbeddingCache, SliceDone, embed_with_cache, open_cache
 from qa.embedding.models import Embedder
 from qa.errors import QAError
-from qa.index_folder import base_manifest, manifest_differences, read_manifest
 from qa.ingest.chunking import CHUNKER_VERSION, Chunker, embedding_text
 from qa.ingest.readers import Skipped, load_corpus
 from qa.ingest.tokens import get_encoding
-from qa.store import FaissStore, resolve_index_type
+from qa.stores.bm25 import INFO as BM25_INFO
+from qa.stores.faiss.store import FaissStore, resolve_index_type
+from qa.stores.folder import base_manifest, manifest_differences, read_manifest
 from qa.types import Chunk, Document
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def build_index(
 ) -> IndexReport:
     """Index the corpus folder into the index folder (incrementally unless `rebuild`)."""
     if settings.store == "postgres":
-        from qa.pg_sync import sync_index
+        from qa.stores.postgres.sync import sync_index
 
         return sync_index(
             settings, embedder=embedder, corpus_dir=corpus_dir, rebuild=rebuild, progress=progress

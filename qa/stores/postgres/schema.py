@@ -5,7 +5,7 @@ can hold several indexes (the eval sets use their own):
 
     meta           key -> jsonb: schema_version, generation (bumped by every committed ingest)
     manifest       one row: how the index was built (model, dim, encoding, chunking, counts ...)
-    keyword_index  one row: the BM25 index of the chunk texts (a tar of qa.bm25 files) + ids
+    keyword_index  one row: the BM25 index of the chunk texts (a tar of qa.stores.bm25 files) + ids
     documents      id, title, source, text, content_hash, pages
     chunks         id, doc_id, seq, title, text, start, end, n_tokens, page,
                    embedding vector(dim) [HNSW, vector_ip_ops], tsv tsvector [GIN]

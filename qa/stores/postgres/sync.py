@@ -26,12 +26,12 @@ import numpy as np
 
 from qa.config import Settings
 from qa.embedding.cache import open_cache
-from qa.index_folder import manifest_differences, versions
 from qa.ingest.build import IndexReport, embed_texts, index_manifest, make_chunker
 from qa.ingest.chunking import CHUNKER_VERSION, embedding_text
 from qa.ingest.readers import load_corpus
-from qa.pg_keyword import build_bm25, pack_bm25
-from qa.pg_schema import (
+from qa.stores.folder import manifest_differences, versions
+from qa.stores.postgres.keyword import build_bm25, pack_bm25
+from qa.stores.postgres.schema import (
     connect,
     create_corpus_tables,
     create_search_indexes,
@@ -140,7 +140,7 @@ def sync_index(
 
 def copy_faiss_index(settings: Settings, index_dir: Path) -> tuple[int, int]:
     """Copy a FAISS index folder (chunks + vectors, no re-embedding) into Postgres."""
-    from qa.store import FaissStore
+    from qa.stores.faiss.store import FaissStore
 
     store = FaissStore.load(index_dir, settings)
     try:
@@ -285,7 +285,7 @@ def _finish(
     """Save the BM25 index and the manifest of generation `gen` (inside its transaction)."""
     from psycopg.types.json import Jsonb
 
-    from qa.bm25 import INFO as BM25_INFO
+    from qa.stores.bm25 import INFO as BM25_INFO
 
     rows = conn.execute('SELECT id, doc_id, title, text, start, "end", n_tokens, page '
                         "FROM chunks ORDER BY doc_id, seq").fetchall()  # fmt: skip

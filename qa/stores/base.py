@@ -1,8 +1,8 @@
 """The Store protocol: what retrieval and the server need from an index, whatever holds it.
 
-Two implementations: `qa.store.FaissStore` (an index folder on one machine, the default) and
-`qa.pg_store.PostgresStore` (PostgreSQL + pgvector, shared by many servers). `open_store` picks
-one from the settings, so the pipeline never names a backend.
+Two implementations: `qa.stores.faiss.store.FaissStore` (an index folder on one machine, the
+default) and `qa.stores.postgres.store.PostgresStore` (PostgreSQL + pgvector, shared by many
+servers). `open_store` picks one from the settings, so the pipeline never names a backend.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ class Store(Protocol):
 def open_store(settings: Settings) -> Store:
     """The store the settings name (IndexNotFoundError when there is no index yet)."""
     if settings.store == "postgres":
-        from qa.pg_store import PostgresStore
+        from qa.stores.postgres.store import PostgresStore
 
         return PostgresStore.load(settings)
-    from qa.store import FaissStore
+    from qa.stores.faiss.store import FaissStore
 
     return FaissStore.load(settings.index_dir, settings)

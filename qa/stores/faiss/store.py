@@ -4,13 +4,13 @@
       index.faiss     inner-product FAISS index; row i is chunk row i
       vectors.npy     float32 (n, dim) normalised vectors (re-indexing, rescoring; mmap-able)
       store.sqlite    documents and chunks tables (chunks.row = FAISS row)
-      bm25/           BM25 keyword index over the same chunks (position = row; qa.bm25)
+      bm25/           BM25 keyword index over the same chunks (position = row; qa.stores.bm25)
       manifest.json   how it was built: model, dim, encoding, chunking, index type, hashes, versions
 
 Writes go to a temporary folder next to the index, then replace it by rename: a failure
 part-way leaves the previous index as it was. Loading compares the manifest with the settings
 and refuses a mismatch. Metadata is JSON and SQLite only, never pickle. The folder layout,
-manifest and atomic swap live in `qa.index_folder`.
+manifest and atomic swap live in `qa.stores.folder`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.bm25 import INFO as BM25_INFO
-from qa.bm25 import PARAMS_FILE as BM25_PARAMS_FILE
-from qa.bm25 import Bm25Index
 from qa.config import Settings
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
-from qa.index_folder import (
+from qa.ingest.chunking import embedding_text
+from qa.stores.bm25 import INFO as BM25_INFO
+from qa.stores.bm25 import PARAMS_FILE as BM25_PARAMS_FILE
+from qa.stores.bm25 import Bm25Index
+from qa.stores.folder import (
     BM25_DIR,
     CALIBRATION_FILE,
     DB_FILE,
@@ -48,7 +49,6 @@ from qa.index_folder import (
     swap_in,
     versions,
 )
-from qa.ingest.chunking import embedding_text
 from qa.types import Chunk, Document
 
 if TYPE_CHECKING:

@@ -17,12 +17,12 @@ from qa.ingest.chunking import embedding_text
 from qa.types import Chunk
 
 if TYPE_CHECKING:
-    from qa.bm25 import Bm25Index
+    from qa.stores.bm25 import Bm25Index
 
 
 def build_bm25(chunks: Sequence[Chunk]) -> Bm25Index:
     """The BM25 index of the chunks, over the same text as the FAISS store's."""
-    from qa.bm25 import Bm25Index
+    from qa.stores.bm25 import Bm25Index
 
     return Bm25Index.build([embedding_text(c) for c in chunks])
 
@@ -40,7 +40,7 @@ def pack_bm25(index: Bm25Index) -> bytes:
 
 def unpack_bm25(data: bytes) -> Bm25Index:
     """The index `pack_bm25` packed (loaded into memory)."""
-    from qa.bm25 import Bm25Index
+    from qa.stores.bm25 import Bm25Index
 
     with tempfile.TemporaryDirectory(prefix="qa-bm25-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:

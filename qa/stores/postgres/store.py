@@ -5,7 +5,7 @@ process keeps a small pool of connections, so `qa serve` processes stay stateles
 search uses the HNSW index (inner product, iterative scan so filters and large k return
 full lists); keyword search is app-side BM25 (the index `qa index` saved in the database,
 reloaded when a newer ingest commits) or Postgres full-text ranking (`pg_keyword`).
-Writing lives in `qa.pg_sync`, the schema in `qa.pg_schema`.
+Writing lives in `qa.stores.postgres.sync`, the schema in `qa.stores.postgres.schema`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 
 from qa.config import Settings
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
-from qa.index_folder import manifest_differences
-from qa.pg_schema import (
+from qa.stores.folder import manifest_differences
+from qa.stores.postgres.schema import (
     TEXT_CONFIG,
     connect,
     database_errors,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import psycopg
     from pydantic import SecretStr
 
-    from qa.bm25 import Bm25Index
+    from qa.stores.bm25 import Bm25Index
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -248,7 +248,7 @@ class PostgresStore:
             return self._bm25
 
     def _load_bm25(self, generation: int) -> tuple[int, Bm25Index, list[str]]:
-        from qa.pg_keyword import build_bm25, unpack_bm25
+        from qa.stores.postgres.keyword import build_bm25, unpack_bm25
 
         rows = self._rows("SELECT generation, chunk_ids, data FROM keyword_index WHERE id = 1")
         if rows and int(rows[0][0]) == generation:

@@ -1,0 +1,1 @@
+"""The default store: one index folder (FAISS vectors, SQLite chunks, a bm25s keyword index)."""
