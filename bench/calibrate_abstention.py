@@ -44,7 +44,7 @@ from qa.evalset import quotes_evidence  # noqa: E402
 from qa.followup import rewrite_followup  # noqa: E402
 from qa.ingest.build import build_index  # noqa: E402
 from qa.metrics import contains_gold, exact_match, percentile, token_f1  # noqa: E402
-from qa.retrieval import Retriever  # noqa: E402
+from qa.retrieval.retriever import Retriever  # noqa: E402
 from qa.stores.base import open_store  # noqa: E402
 from qa.types import Chunk, Passage, Turn  # noqa: E402
 

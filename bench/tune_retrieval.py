@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/tune_retrieval.py [--index index/eval-scifact] [--out bench/out]
 
-Runs the shipped `qa.retrieval.Retriever` (so what is tuned is exactly what ships) over the
+Runs the shipped `qa.retrieval.retriever.Retriever` (so what is tuned is what ships) over the
 train queries of BEIR SciFact (original/queries.jsonl + original/qrels/train.tsv, disjoint
 from the 300 test queries) for a grid of fusion settings and feedback constants, and prints
 document-level nDCG@10 / recall@10 / recall@100 (over the top 100 chunks) for each, best
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-import qa.retrieval as retrieval  # noqa: E402
+import qa.retrieval.retriever as retrieval  # noqa: E402
 from qa.config import load_settings  # noqa: E402
 from qa.metrics import dedupe, ndcg_at_k, recall_at_k  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402

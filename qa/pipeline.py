@@ -22,7 +22,7 @@ from qa.types import Answer, Candidate, Document, Passage, Turn
 if TYPE_CHECKING:
     from qa.answerers import Answerer
     from qa.embedding.models import Embedder
-    from qa.retrieval import Retrieval, Retriever
+    from qa.retrieval.retriever import Retrieval, Retriever
     from qa.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,14 @@ class Pipeline:
     """Retrieval and answering over one index, with models loaded once and shared."""
 
     def __init__(self, settings: Settings, *, store: Store, embedder: Embedder) -> None:
-        from qa.retrieval import Retriever
+        from qa.retrieval.retriever import Retriever
 
         self.settings = settings
         self.store = store
         self.embedder = embedder
         reranker = None
         if settings.reranker:
-            from qa.rerank import get_reranker
+            from qa.retrieval.rerank import get_reranker
 
             reranker = get_reranker(settings.reranker, settings.device)
         self.retriever: Retriever = Retriever(store, embedder, settings, reranker=reranker)

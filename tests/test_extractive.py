@@ -18,7 +18,7 @@ from qa.config import Settings
 from qa.embedding.models import Embedder
 from qa.followup import rewrite_followup
 from qa.ingest.readers import make_document
-from qa.retrieval import Retriever
+from qa.retrieval.retriever import Retriever
 from qa.stores.faiss.store import FaissStore
 from qa.types import Answer, Chunk, Document, Passage, Turn
 from tests.conftest import DATA, DEMO_DOC_ID, DEMO_QUESTIONS

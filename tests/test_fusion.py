@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa import fusion
+from qa.retrieval import fusion
 
 
 def test_ranks_follow_descending_scores() -> None:

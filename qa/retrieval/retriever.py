@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa import fusion
+from qa.retrieval import fusion
 from qa.types import Candidate, Chunk, Passage
 
 if TYPE_CHECKING:
     from qa.config import Settings
     from qa.embedding.models import Embedder
-    from qa.rerank import Reranker
+    from qa.retrieval.rerank import Reranker
     from qa.stores.base import Store
 
 # Dense feedback (tuned on SciFact train by bench/tune_retrieval.py): how far the question moves
