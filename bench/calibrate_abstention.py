@@ -5,7 +5,7 @@
 
 Indexes the SQuAD 2.0 dev subset, CLAPnq dev half A and the demo corpus (real chunker, MiniLM,
 FAISS + BM25) into `--out`, retrieves for every question with the shipped retrieval settings
-(hybrid by default; follow-ups rewritten with qa.followup), and records the answerer's
+(hybrid by default; follow-ups rewritten with qa.answering.followup), and records the answerer's
 confidence features. The passages are saved, so `--reuse-retrieval` re-runs only the answerer
 (after a feature change) and `--reuse` only the fit. Split: SQuAD by article (fit: Normans,
 Southern_California, Sky_(United_Kingdom); held out: Computational_complexity_theory,
@@ -16,7 +16,7 @@ sentence for CLAPnq, whose answers are long-form); features whose weight would t
 sign (e.g. "a higher retrieval score lowers confidence") are dropped. It is fitted on the rows
 no guard rule decides; the threshold maximises the sum of the two fit sets' abstention F1,
 penalising more than 8% false abstention on the CLAPnq fit half. Prints the weights for
-qa/answerers/extractive.py, the threshold for qa/config.py, and every number on the fit and
+qa/answering/extractive/answerer.py, the threshold for qa/config.py, and every number on the fit and
 held-out halves (only the held-out ones are results).
 """
 
@@ -37,11 +37,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answerers.extractive import CONFIDENCE_WEIGHTS, FEATURES, ExtractiveAnswerer  # noqa: E402
+from qa.answering.extractive.answerer import CONFIDENCE_WEIGHTS, FEATURES, ExtractiveAnswerer  # noqa: E402
+from qa.answering.followup import rewrite_followup  # noqa: E402
 from qa.config import load_settings  # noqa: E402
 from qa.embedding.models import get_embedder  # noqa: E402
 from qa.evalset import quotes_evidence  # noqa: E402
-from qa.followup import rewrite_followup  # noqa: E402
 from qa.ingest.build import build_index  # noqa: E402
 from qa.metrics import contains_gold, exact_match, percentile, token_f1  # noqa: E402
 from qa.retrieval.retriever import Retriever  # noqa: E402

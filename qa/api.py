@@ -278,7 +278,7 @@ def _document_answerers(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            from qa.answerers import available_answerers
+            from qa.answering.registry import available_answerers
 
             schema = generate()
             components = schema["components"]["schemas"]

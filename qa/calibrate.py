@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def confidences(pipeline: Pipeline, questions: Sequence[EvalQuestion]) -> list[float]:
     """The extractive answerer's confidence per question (0.0 where a guard rule abstains)."""
-    from qa.answerers.extractive import ExtractiveAnswerer
+    from qa.answering.extractive.answerer import ExtractiveAnswerer
 
     answerer = pipeline.answerer()
     if not isinstance(answerer, ExtractiveAnswerer):

@@ -315,7 +315,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_answerers(args: argparse.Namespace) -> int:
-    from qa.answerers import available_answerers
+    from qa.answering.registry import available_answerers
 
     settings = _settings(args)
     for name, description in sorted(available_answerers().items()):

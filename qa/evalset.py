@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa.citations import split_sentences
+from qa.answering.citations import split_sentences
 from qa.errors import QAError
 from qa.types import Passage, Turn
 

@@ -20,7 +20,7 @@ from qa.errors import InvalidQuestionError
 from qa.types import Answer, Candidate, Document, Passage, Turn
 
 if TYPE_CHECKING:
-    from qa.answerers import Answerer
+    from qa.answering.registry import Answerer
     from qa.embedding.models import Embedder
     from qa.retrieval.retriever import Retrieval, Retriever
     from qa.stores.base import Store
@@ -101,7 +101,7 @@ class Pipeline:
 
     def answerer(self, name: str | None = None) -> Answerer:
         """The answerer registered under `name` (default: the setting), created once."""
-        from qa.answerers import Resources, create_answerer
+        from qa.answering.registry import Resources, create_answerer
 
         key = self.settings.answerer if name is None else name
         with self._lock:
@@ -112,7 +112,7 @@ class Pipeline:
 
     def answerers(self) -> dict[str, str]:
         """Every registered answerer name with its one-line description."""
-        from qa.answerers import available_answerers
+        from qa.answering.registry import available_answerers
 
         return available_answerers()
 
@@ -125,7 +125,7 @@ class Pipeline:
         rewrite = getattr(answerer, "rewrite_question", None)
         if rewrite is not None:
             return str(rewrite(question, history))
-        from qa.followup import rewrite_followup
+        from qa.answering.followup import rewrite_followup
 
         return rewrite_followup(question, history)
 

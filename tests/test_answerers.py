@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.answerers import (
+from qa.answering.registry import (
     Answerer,
     Registry,
     Resources,
@@ -110,7 +110,7 @@ def _install_plugin(root: Path, *, body: str, module: str) -> None:
     dist = root / f"{module}-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[qa.answerers]\necho = {module}:register\n")
+    (dist / "entry_points.txt").write_text(f"[qa.answering.registry]\necho = {module}:register\n")
 
 
 PLUGIN = """
@@ -172,10 +172,11 @@ def test_plugin_that_cannot_import_names_itself(
         Registry().available()
 
 
-def test_import_qa_answerers_loads_no_answerer_module() -> None:
+def test_import_the_registry_loads_no_answerer_module() -> None:
     code = (
-        "import sys, qa, qa.answerers;"
-        "print(sorted(m for m in sys.modules if m.startswith(('qa.answerers.', 'httpx', 'torch'))))"
+        "import sys, qa, qa.answering.registry;"
+        "builtins = ('qa.answering.extractive', 'qa.answering.openai_chat', 'httpx', 'torch');"
+        "print(sorted(m for m in sys.modules if m.startswith(builtins)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,10 +1,10 @@
-"""qa.citations: sentence spans, quote location, support checks, [n] claims, document offsets."""
+"""qa.answering.citations: sentence spans, quote location, support checks, claims, offsets."""
 
 from __future__ import annotations
 
 import pytest
 
-from qa.citations import (
+from qa.answering.citations import (
     Span,
     citation_for,
     content_terms,
@@ -117,8 +117,8 @@ def test_citation_page_is_where_the_quote_lies_not_where_the_chunk_starts() -> N
     assert citation_for(passage, *quote, supported=True, document=document).page == 2
     assert citation_for(passage, 0, second - 1, supported=True, document=document).page == 1
     assert citation_for(passage, *quote, supported=True).page == 1  # no document: the chunk's
-    # An LLM answer's citations (qa.grounding) get the page from the store's document lookup.
-    from qa.grounding import ground
+    # An LLM answer's citations (grounding) get the page from the store's document lookup.
+    from qa.answering.grounding import ground
 
     grounded = ground(
         "It starts here with the quoted claim [1].", [passage], documents={"doc": document}.get

@@ -323,7 +323,7 @@ class FirstPassage:
 
 @pytest.fixture
 def first_passage() -> Iterator[str]:
-    from qa.answerers import register_answerer, unregister_answerer
+    from qa.answering.registry import register_answerer, unregister_answerer
 
     register_answerer(FirstPassage.name, lambda settings, resources: FirstPassage(), "test")
     yield FirstPassage.name

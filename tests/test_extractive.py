@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from qa.answerers import Resources, create_answerer
-from qa.answerers.extractive import NOT_FOUND, ExtractiveAnswerer
-from qa.answerers.guards import date_clash, negation_lost, opposite_word, word_cover
-from qa.answerers.phrases import phrases
-from qa.answerers.spans import short_answer
+from qa.answering.extractive.answerer import NOT_FOUND, ExtractiveAnswerer
+from qa.answering.extractive.guards import date_clash, negation_lost, opposite_word, word_cover
+from qa.answering.extractive.phrases import phrases
+from qa.answering.extractive.spans import short_answer
+from qa.answering.followup import rewrite_followup
+from qa.answering.registry import Resources, create_answerer
 from qa.config import Settings
 from qa.embedding.models import Embedder
-from qa.followup import rewrite_followup
 from qa.ingest.readers import make_document
 from qa.retrieval.retriever import Retriever
 from qa.stores.faiss.store import FaissStore

@@ -1,10 +1,10 @@
-"""qa.followup: non-LLM rewriting of follow-up questions into standalone ones."""
+"""qa.answering.followup: non-LLM rewriting of follow-up questions into standalone ones."""
 
 from __future__ import annotations
 
 import pytest
 
-from qa.followup import rewrite_followup
+from qa.answering.followup import rewrite_followup
 from qa.types import Turn
 
 

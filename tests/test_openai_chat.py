@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from qa.answerers import Resources, available_answerers, create_answerer
-from qa.answerers.openai_chat import DESCRIPTION, OpenAIChatAnswerer, is_abstention
+from qa.answering.grounding import normalise_markers
+from qa.answering.llm import ChatClient
+from qa.answering.openai_chat import DESCRIPTION, OpenAIChatAnswerer, is_abstention
+from qa.answering.prompts import ABSTAIN_PHRASE
+from qa.answering.registry import Resources, available_answerers, create_answerer
 from qa.config import load_settings
 from qa.errors import BackendError, BackendTimeoutError
-from qa.grounding import normalise_markers
-from qa.llm import ChatClient
-from qa.prompts import ABSTAIN_PHRASE
 from qa.types import Answer, Chunk, Passage, Turn
 from tests.llm_server import free_port, llm_server  # noqa: F401  (llm_server is a fixture)
 

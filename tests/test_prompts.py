@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from qa.ingest.tokens import get_encoding
-from qa.prompts import (
+from qa.answering.prompts import (
     ABSTAIN_PHRASE,
     MAX_HISTORY_TURNS,
     neutralise,
@@ -15,6 +14,7 @@ from qa.prompts import (
     render_messages,
     render_rewrite_messages,
 )
+from qa.ingest.tokens import get_encoding
 from qa.types import Chunk, Passage, Turn
 
 ENC = get_encoding("cl100k_base")

@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import re
 
-from qa.answerers.phrases import PHRASE_PENALTY, Candidate, coordinated, either, other_than, phrases
-from qa.citations import STOPWORDS, Span, content_terms, stem
+from qa.answering.citations import STOPWORDS, Span, content_terms, stem
+from qa.answering.extractive.phrases import (
+    PHRASE_PENALTY,
+    Candidate,
+    coordinated,
+    either,
+    other_than,
+    phrases,
+)
 
 _MONTH = (
     r"(?:January|February|March|April|May|June|July|August|September|October|November|December"

@@ -3,7 +3,7 @@
 The model sees the top passages (packed to `context_tokens`) numbered `[n]` and must cite them.
 Its reply is then verified, not trusted: every `[n]` marker is parsed back to a passage
 (out-of-range ones are logged and dropped), each cited sentence is located in that passage
-(`qa.grounding`), and the Citation carries the source-document offsets of the best supporting
+(`grounding`), and the Citation carries the source-document offsets of the best supporting
 span plus `supported`. An answer with no supported citation keeps its text but says so in
 `abstain_reason`; the model's "I couldn't find this in the documents." becomes `abstained`.
 """
@@ -19,10 +19,10 @@ from qa.errors import BackendError
 from qa.types import Answer, Document, Passage, Turn
 
 if TYPE_CHECKING:
-    from qa.answerers import Registry, Resources
+    from qa.answering.llm import ChatClient
+    from qa.answering.registry import Registry, Resources
     from qa.config import Settings
     from qa.embedding.models import Embedder
-    from qa.llm import ChatClient
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class OpenAIChatAnswerer:
         self.context_tokens = context_tokens
         self.encoding_name = encoding
         self.embedder = embedder
-        self.documents = documents  # the page of each quote (see qa.grounding.ground)
+        self.documents = documents  # the page of each quote (see qa.answering.grounding.ground)
 
     @classmethod
     def from_settings(
@@ -80,7 +80,7 @@ class OpenAIChatAnswerer:
         embedder: Embedder | None = None,
         documents: Callable[[str], Document] | None = None,
     ) -> OpenAIChatAnswerer:
-        from qa.llm import ChatClient
+        from qa.answering.llm import ChatClient
 
         return cls(
             ChatClient.from_settings(settings),
@@ -99,8 +99,8 @@ class OpenAIChatAnswerer:
         context_tokens: int | None = None,
     ) -> tuple[list[dict[str, str]], tuple[Passage, ...]]:
         """The chat messages for a question, and the passages they show (packed to budget)."""
+        from qa.answering.prompts import pack_passages, render_messages
         from qa.ingest.tokens import get_encoding
-        from qa.prompts import pack_passages, render_messages
 
         budget = context_tokens or self.context_tokens
         encoding = get_encoding(self.encoding_name)
@@ -146,7 +146,7 @@ class OpenAIChatAnswerer:
 
     def rewrite_question(self, question: str, history: Sequence[Turn]) -> str:
         """`question` rewritten to stand alone given the conversation; itself on any failure."""
-        from qa.prompts import render_rewrite_messages
+        from qa.answering.prompts import render_rewrite_messages
 
         if not history:
             return question
@@ -168,7 +168,7 @@ class OpenAIChatAnswerer:
 
     def finish(self, question: str, reply: str, shown: Sequence[Passage]) -> Answer:
         """Turn the model's raw reply into an Answer with verified citations."""
-        from qa.grounding import ground
+        from qa.answering.grounding import ground
 
         text = reply.strip()
         if not text:
@@ -200,7 +200,7 @@ class OpenAIChatAnswerer:
         )
 
     def _no_passages(self, question: str) -> Answer:
-        from qa.prompts import ABSTAIN_PHRASE
+        from qa.answering.prompts import ABSTAIN_PHRASE
 
         return Answer(
             question=question,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from qa.citations import STOPWORDS
+from qa.answering.citations import STOPWORDS
 from qa.types import Turn
 
 _PRONOUN = re.compile(r"\b(it|its|they|them|their|he|him|his|she|her|this|these|those)\b", re.I)

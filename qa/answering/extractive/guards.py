@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from qa.citations import STOPWORDS, stem
+from qa.answering.citations import STOPWORDS, stem
 from qa.stores.bm25 import tokenize
 
 ORDINALS = frozenset(

@@ -5,17 +5,17 @@ retrieved passages on four cues: embedding similarity with the question (MiniLM,
 vectors cached by text), IDF-weighted overlap of content words, whether the sentence holds
 the kind of span the question asks for (a date for "when", a number for "how many", ...), and
 the passage's retrieval score. The best sentence is quoted with its `[n]` marker (plus a
-second one when it covers question words the first misses; `qa.answerers.sentences`),
-`short_answer` is the best span in it (`qa.answerers.spans`, `qa.answerers.phrases`), and a
+second one when it covers question words the first misses; `sentences`),
+`short_answer` is the best span in it (`spans`, `phrases`), and a
 logistic confidence decides whether to abstain (fitted, with the default threshold, by
-`bench/calibrate_abstention.py`). Rules in `qa.answerers.guards` abstain whatever the
+`bench/calibrate_abstention.py`). Rules in `guards` abstain whatever the
 confidence: a name/number/ordinal of the question that no passage mentions, a negated
 question ("What is *not* ...?") against a sentence that negates nothing, a "when"/"how
 many"/"who" question whose quoted sentences hold no date/number/name besides the question's
 own, and a month/year/ordinal of the question that the best-matching sentence contradicts ("as
 of October 2019" against "As of May 2019"); such a sentence is also ranked down, so one
 holding the asked-for date wins. Quotes are whole sentences of the document, also where a
-chunk boundary cuts one (`qa.answerers.sentences`).
+chunk boundary cuts one (`sentences`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.answerers.guards import (
+from qa.answering.citations import content_terms, quote_citation, stem
+from qa.answering.extractive.guards import (
     WORDS,
     date_clash,
     guard_reason,
@@ -38,7 +39,7 @@ from qa.answerers.guards import (
     opposite_word,
     word_cover,
 )
-from qa.answerers.sentences import (
+from qa.answering.extractive.sentences import (
     Scored,
     context_terms,
     coverage,
@@ -48,13 +49,12 @@ from qa.answerers.sentences import (
     sentences_of,
     window_vectors,
 )
-from qa.answerers.spans import question_type, short_answer
-from qa.citations import content_terms, quote_citation, stem
+from qa.answering.extractive.spans import question_type, short_answer
 from qa.errors import QAError
 from qa.types import Answer, Chunk, Document, Passage, Turn
 
 if TYPE_CHECKING:
-    from qa.answerers import Registry, Resources
+    from qa.answering.registry import Registry, Resources
     from qa.config import Settings
     from qa.embedding.models import Embedder
 

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "qa.answerers"
 BUILTINS = (
-    EntryPoint("extractive", "qa.answerers.extractive:register", ENTRY_POINT_GROUP),
-    EntryPoint("openai-chat", "qa.answerers.openai_chat:register", ENTRY_POINT_GROUP),
+    EntryPoint("extractive", "qa.answering.extractive.answerer:register", ENTRY_POINT_GROUP),
+    EntryPoint("openai-chat", "qa.answering.openai_chat:register", ENTRY_POINT_GROUP),
 )
 
 

@@ -1,6 +1,6 @@
 """Check a generated answer against the passages it cites: markers -> verified Citations.
 
-Builds on `qa.citations` (sentence spans, quote location, lexical support) and adds what a
+Builds on `citations` (sentence spans, quote location, lexical support) and adds what a
 free-text LLM reply needs: marker variants (`[1, 2]`, `[1-3]`, `[Passage 1]`) normalised to
 `[1][2]`, markers outside the passages shown dropped and logged, and an optional embedding
 check for paraphrases.
@@ -9,7 +9,7 @@ A claim is supported by passage n when (1) every number and capitalised name in 
 occurs in the passage (embeddings and word overlap both barely notice "Kunming" swapped for
 "Huangpu", or 2019 for 2018), and (2) one sentence of n, or two adjacent ones, scores at least
 SUPPORT_THRESHOLD. The score of a span is its lexical share (content words of the claim found in
-it, `qa.citations.support_score`); with an embedder it is max(lexical, mean(lexical, cosine)), so
+it, `citations.support_score`); with an embedder it is max(lexical, mean(lexical, cosine)), so
 a paraphrase needs both some shared words and a close meaning. An exact quote scores 1.
 
     >>> normalise_markers("In 2017 [1, 2] and 2018 [3-4] [Passage 5].")
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qa.citations import (
+from qa.answering.citations import (
     MARKER,
     Span,
     citation_for,

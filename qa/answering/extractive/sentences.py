@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.citations import Span, content_terms, split_sentences
+from qa.answering.citations import Span, content_terms, split_sentences
 from qa.types import Chunk, Passage
 
 NEAR_CHARS = 400  # how far after the best sentence a second one may start

@@ -1,7 +1,7 @@
 """Answer spans that no pattern types: noun-phrase stand-ins, "A or B?", "other than A".
 
 Most SQuAD questions ask "what ...?" for a common noun phrase ("silver", "rounded", "a
-storm"), which the date/number/name patterns of `qa.answerers.spans` cannot produce. Without a
+storm"), which the date/number/name patterns of `spans` cannot produce. Without a
 tagger, runs of content words that are not question words stand in for noun phrases; verbs
 that introduce a preposition ("referred to") and adverbs ("closely") break a run.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from qa.citations import STOPWORDS, Span, content_terms, stem
+from qa.answering.citations import STOPWORDS, Span, content_terms, stem
 
 _TOKEN = re.compile(r"[\w'’\-–]+|[^\w\s]")
 PHRASE_PENALTY = 0.7  # an uncapitalised phrase answers less often than a name or number
