@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.config import load_settings  # noqa: E402
-from qa.metrics import dedupe, ndcg_at_k, recall_at_k  # noqa: E402
+from qa.evaluation.metrics import dedupe, ndcg_at_k, recall_at_k  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"

@@ -41,9 +41,9 @@ from qa.answering.extractive.answerer import CONFIDENCE_WEIGHTS, FEATURES, Extra
 from qa.answering.followup import rewrite_followup  # noqa: E402
 from qa.config import load_settings  # noqa: E402
 from qa.embedding.models import get_embedder  # noqa: E402
-from qa.evalset import quotes_evidence  # noqa: E402
+from qa.evaluation.metrics import contains_gold, exact_match, percentile, token_f1  # noqa: E402
+from qa.evaluation.questions import quotes_evidence  # noqa: E402
 from qa.ingest.build import build_index  # noqa: E402
-from qa.metrics import contains_gold, exact_match, percentile, token_f1  # noqa: E402
 from qa.retrieval.retriever import Retriever  # noqa: E402
 from qa.stores.base import open_store  # noqa: E402
 from qa.types import Chunk, Passage, Turn  # noqa: E402

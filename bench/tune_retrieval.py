@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 import qa.retrieval.retriever as retrieval  # noqa: E402
 from qa.config import load_settings  # noqa: E402
-from qa.metrics import dedupe, ndcg_at_k, recall_at_k  # noqa: E402
+from qa.evaluation.metrics import dedupe, ndcg_at_k, recall_at_k  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, metavar="INDEX_DIR", help="the FAISS index folder")
     p.set_defaults(func=cmd_migrate)
 
-    from qa import calibrate
+    from qa.evaluation import calibrate
 
     p = sub.add_parser(
         "calibrate",
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_arguments(p)
     p.set_defaults(func=cmd_calibrate)
 
-    from qa import eval as qa_eval
+    from qa.evaluation import run as qa_eval
 
     p = sub.add_parser(
         "eval",
@@ -358,13 +358,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from qa import calibrate
+    from qa.evaluation import calibrate
 
     return calibrate.run(args, _settings(args))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from qa import eval as qa_eval
+    from qa.evaluation import run as qa_eval
 
     return qa_eval.run(args)
 

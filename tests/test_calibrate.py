@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qa.calibrate import GRID, Tradeoff, choose, read_calibration, tradeoffs
 from qa.cli import main
 from qa.config import Settings, load_settings
+from qa.evaluation.calibrate import GRID, Tradeoff, choose, read_calibration, tradeoffs
 from qa.pipeline import Pipeline
 from qa.stores.folder import CALIBRATION_FILE
 from tests.conftest import DEMO_CORPUS, DEMO_QUESTIONS

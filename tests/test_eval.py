@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from qa.evalset import EvalQuestion, EvalSetError, load_questions, passage_relevant, rank_keys
-from qa.scoring import Outcome, evaluate, score_question
+from qa.evaluation.questions import (
+    EvalQuestion,
+    EvalSetError,
+    load_questions,
+    passage_relevant,
+    rank_keys,
+)
+from qa.evaluation.scoring import Outcome, evaluate, score_question
 from qa.types import Answer, Chunk, Citation, Passage, Turn
 
 
@@ -260,8 +266,8 @@ def test_report_shape_and_null_metrics() -> None:
 
 
 def test_html_report_is_self_contained_and_escaped() -> None:
-    from qa.eval import Run
-    from qa.report import metric_paths, render_html
+    from qa.evaluation.report import metric_paths, render_html
+    from qa.evaluation.run import Run
 
     p = _passage(1, "a", "<b>bold</b> text")
     q = EvalQuestion("1", "<script>alert(1)</script>?", answers=("x",), gold_ids=("b",))
@@ -342,7 +348,7 @@ def dataset(tmp_path: Path) -> Path:
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    from qa import eval as qa_eval
+    from qa.evaluation import run as qa_eval
 
     parser = argparse.ArgumentParser()
     qa_eval.add_arguments(parser)
@@ -350,7 +356,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_eval_dataset_end_to_end(dataset: Path, tmp_path: Path, first_passage: str, capsys) -> None:  # type: ignore[no-untyped-def]
-    from qa import eval as qa_eval
+    from qa.evaluation import run as qa_eval
 
     out, html = tmp_path / "out.json", tmp_path / "out.html"
     index = tmp_path / "idx"
@@ -404,7 +410,7 @@ def test_compare_answerers_and_retrieval_only(
     first_passage: str,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
-    from qa import eval as qa_eval
+    from qa.evaluation import run as qa_eval
 
     index = tmp_path / "idx"
     out = tmp_path / "cmp.json"
@@ -436,8 +442,8 @@ def test_compare_answerers_and_retrieval_only(
 
 
 def test_unknown_gate_metric_lists_the_metrics(dataset: Path, tmp_path: Path) -> None:
-    from qa import eval as qa_eval
     from qa.errors import ConfigError
+    from qa.evaluation import run as qa_eval
 
     argv = [str(dataset), "--index", str(tmp_path / "idx"), "--retrieval-only"]
     with pytest.raises(ConfigError, match=r"Unknown metric 'retrieval\.hit@9'.*retrieval\.hit@5"):
@@ -445,7 +451,7 @@ def test_unknown_gate_metric_lists_the_metrics(dataset: Path, tmp_path: Path) ->
 
 
 def test_missing_question_file_is_an_error(tmp_path: Path) -> None:
-    from qa import eval as qa_eval
+    from qa.evaluation import run as qa_eval
 
     with pytest.raises(EvalSetError, match="does not exist"):
         qa_eval.run(_args(str(tmp_path / "none.jsonl")))

@@ -1,4 +1,4 @@
-"""qa.metrics on hand-made rankings and answers whose values are worked out by hand."""
+"""qa.evaluation.metrics on hand-made rankings and answers whose values are worked out by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qa import metrics as m
+from qa.evaluation import metrics as m
 
 
 def test_ndcg_binary_log2_discount_ideal_from_relevant_count() -> None:

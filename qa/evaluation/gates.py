@@ -15,7 +15,7 @@ from qa.errors import ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from qa.eval import Run
+    from qa.evaluation.run import Run
 
 
 def parse_pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
@@ -34,7 +34,7 @@ def lookup(report: dict[str, Any], path: str) -> float | None:
     node: Any = report
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
-            from qa.report import metric_paths
+            from qa.evaluation.report import metric_paths
 
             raise ConfigError(
                 f"Unknown metric {path!r}. Metrics: {', '.join(metric_paths(report))}."

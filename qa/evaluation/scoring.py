@@ -7,7 +7,7 @@ Definitions (a metric that does not apply to any question is None):
 - answers (answerable questions with gold answers): `em` and `f1` of `short_answer` when the
   answerer gives one, else of the answer text (an abstention predicts ""); `contains_gold` when a
   gold answer occurs in the answer text; `quotes_evidence` = answered questions with `evidence`
-  whose quotes hold at least one whole gold sentence (`qa.evalset.quotes_evidence`).
+  whose quotes hold at least one whole gold sentence (`qa.evaluation.questions.quotes_evidence`).
   `squad2_em` / `squad2_f1` also count unanswerable questions, where abstaining is the right
   (empty) prediction, as the SQuAD v2 script does.
 - citations: `precision` = cited passages that are relevant / citations (questions with labels);
@@ -25,8 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qa import metrics as m
-from qa.evalset import EvalQuestion, Ranking, passage_relevant, quotes_evidence, rank_keys
+from qa.evaluation import metrics as m
+from qa.evaluation.questions import (
+    EvalQuestion,
+    Ranking,
+    passage_relevant,
+    quotes_evidence,
+    rank_keys,
+)
 from qa.types import Answer, Passage
 
 DEEP_K = 100  # depth of the doc-level ranking behind recall@100

@@ -1,5 +1,5 @@
 """`qa eval`: run a question set through the pipeline and report retrieval, answer, citation,
-abstention and latency metrics (definitions in `qa.scoring`).
+abstention and latency metrics (definitions in `qa.evaluation.scoring`).
 
     qa eval QUESTIONS.jsonl [--index DIR] [--answerer NAME] [-k N] [--json OUT] [--report OUT]
     qa eval DATASET_DIR [--retrieval-only]      # a folder with corpus.jsonl + questions.jsonl
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from qa.config import Settings
-    from qa.evalset import EvalQuestion, EvalSet
+    from qa.evaluation.questions import EvalQuestion, EvalSet
+    from qa.evaluation.scoring import Outcome
     from qa.pipeline import Pipeline
-    from qa.scoring import Outcome
     from qa.types import Passage
 
 # Settings that change only how questions are answered; any other override needs its own index.
@@ -119,8 +119,8 @@ class Run:
 
 
 def _variants(args: argparse.Namespace) -> list[dict[str, str]]:
-    from qa import gates
     from qa.config import Settings
+    from qa.evaluation import gates
 
     if not args.compare:
         return [{}]
@@ -228,7 +228,7 @@ def evaluate_pipeline(
     """The report dict of one pipeline on a question set, and each question's total latency."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from qa.scoring import DEEP_K, Outcome, evaluate
+    from qa.evaluation.scoring import DEEP_K, Outcome, evaluate
 
     questions = evalset.questions
     # Deep enough for recall@100 over documents, whose chunks share the ranking.
@@ -265,10 +265,10 @@ def run(args: argparse.Namespace) -> int:
     """`qa eval`: 0 when done and every gate passed, 1 when a gate failed."""
     from rich.console import Console
 
-    from qa import gates
-    from qa import report as rep
     from qa.config import load_settings
-    from qa.evalset import load_questions
+    from qa.evaluation import gates
+    from qa.evaluation import report as rep
+    from qa.evaluation.questions import load_questions
 
     err = Console(stderr=True, soft_wrap=True)
     checks = gates.parse_gates(args.gate_min, args.gate_max)
@@ -313,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m qa.eval` without the full CLI
+if __name__ == "__main__":  # pragma: no cover - `python -m qa.evaluation.run` without the full CLI
     _parser = argparse.ArgumentParser(prog="qa eval")
     add_arguments(_parser)
     sys.exit(run(_parser.parse_args()))

@@ -28,7 +28,7 @@ from qa.stores.folder import CALIBRATION_FILE
 
 if TYPE_CHECKING:
     from qa.config import Settings
-    from qa.evalset import EvalQuestion
+    from qa.evaluation.questions import EvalQuestion
     from qa.pipeline import Pipeline
 
 GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from qa.evalset import load_questions
+    from qa.evaluation.questions import load_questions
     from qa.pipeline import Pipeline
 
     if settings.store != "faiss":
