@@ -325,14 +325,14 @@ def cmd_answerers(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from qa.server import serve
+    from qa.server.run import serve
 
     serve(_settings(args))
     return 0
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from qa.mcp_server import serve_stdio
+    from qa.server.mcp_server import serve_stdio
 
     serve_stdio(_settings(args))
     return 0

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from qa.api import LOADING, app_state, create_app
 from qa.config import Settings
 from qa.pipeline import Pipeline
-from qa.server import load_in_background
+from qa.server.app import LOADING, app_state, create_app
+from qa.server.run import load_in_background
 from tests.conftest import DEMO_DOC_ID
 from tests.server_utils import LiveServer, wait_for
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from qa.api import LOADING, create_app
 from qa.config import Settings
 from qa.pipeline import Pipeline
+from qa.server.app import LOADING, create_app
 from tests.needs import dependency
 from tests.server_utils import LiveServer
 

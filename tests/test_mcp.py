@@ -148,7 +148,7 @@ def test_bad_arguments_are_tool_errors_saying_what_to_fix(demo_settings: Setting
 
 
 def test_the_pipeline_loads_once_per_process(demo_settings: Settings) -> None:
-    from qa.mcp_server import PipelineLoader
+    from qa.server.mcp_server import PipelineLoader
 
     calls: list[str] = []
 
@@ -172,7 +172,7 @@ def test_the_pipeline_loads_once_per_process(demo_settings: Settings) -> None:
 def test_missing_sdk_names_the_install_command(
     demo_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qa.mcp_server import serve_stdio
+    from qa.server.mcp_server import serve_stdio
 
     monkeypatch.setitem(sys.modules, "mcp", None)  # as if it were not installed
     with pytest.raises(ConfigError, match=r"pip install 'qa\[mcp\]'"):

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from qa.api import app_state, create_app
 from qa.config import load_settings
 from qa.pipeline import Pipeline
+from qa.server.app import app_state, create_app
 
 # The schema comes from an app without an index (cheap at collection time); the fixture below
 # gives it the real demo pipeline before any request is made.

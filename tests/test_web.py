@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from qa.api import create_app
 from qa.config import Settings
 from qa.pipeline import Pipeline
+from qa.server.app import create_app
 from tests.conftest import ROOT
 from tests.needs import dependency
 from tests.server_utils import LiveServer, build_demo_index

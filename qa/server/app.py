@@ -1,8 +1,8 @@
 """The FastAPI app: /ask, /ask/stream, /search, /documents, /answerers, /healthz, /readyz,
-and the OpenAI-compatible /v1/models and /v1/chat/completions (`qa.api_openai`).
+and the OpenAI-compatible /v1/models and /v1/chat/completions (`qa.server.openai_compat`).
 
 Thin: parse the request into `qa.types`, call the Pipeline in a worker thread (retrieval is
-CPU-bound; the event loop stays free), convert the result to the wire models of `qa.api_models`.
+CPU-bound; the event loop stays free), convert the result to the wire models of `qa.server.models`.
 Errors become `{"detail": message}` with a status code, never a stack trace:
 
     InvalidQuestionError, bad JSON or types  422     UnknownAnswererError   400
@@ -30,8 +30,10 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa import errors
-from qa.api_limits import BodyLimitMiddleware, describe_validation_errors
-from qa.api_models import (
+from qa.config import Settings
+from qa.pipeline import Pipeline
+from qa.server.limits import BodyLimitMiddleware, describe_validation_errors
+from qa.server.models import (
     SSE_EVENT_SCHEMA,
     AnswererOut,
     AnswerersOut,
@@ -43,7 +45,7 @@ from qa.api_models import (
     ReadyOut,
     SearchOut,
 )
-from qa.api_openai import (
+from qa.server.openai_compat import (
     SCHEMA_ONLY_MODELS,
     error_payload,
     is_openai_path,
@@ -51,11 +53,9 @@ from qa.api_openai import (
     openai_router,
     qa_error_fields,
 )
-from qa.api_state import LOADING as LOADING  # re-exported: the 503 message tests check
-from qa.api_state import AppState, Ready, app_state
-from qa.api_stream import AskEncoder, EventStream, event_stream
-from qa.config import Settings
-from qa.pipeline import Pipeline
+from qa.server.state import LOADING as LOADING  # re-exported: the 503 message tests check
+from qa.server.state import AppState, Ready, app_state
+from qa.server.streaming import AskEncoder, EventStream, event_stream
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def _document_answerers(app: FastAPI) -> None:
 
 def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastAPI:
     """The app; without a pipeline it answers 503 until `app_state(app).ready(p)` is called."""
-    from qa.web import add_web_routes
+    from qa.server.web import add_web_routes
 
     app = FastAPI(
         title="qa",

@@ -5,7 +5,7 @@ answerer (`qa-extractive`, `qa-openai-chat`, plugins); the last user message is 
 the earlier turns are the history. The answer comes from the same `Pipeline.ask` / `ask_stream`
 as POST /ask, so retrieval, answering and the limits (question length, body size, API key) are
 the same. Errors on these routes use OpenAI's `{"error": {"message", "type", "param", "code"}}`
-shape (`openai_error`), which `qa.api` applies to every path under /v1/.
+shape (`openai_error`), which `qa.server.app` applies to every path under /v1/.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from qa import errors
-from qa.api_models import AnswerOut
-from qa.api_openai_models import (
+from qa.pipeline import StreamEvent
+from qa.server.models import AnswerOut
+from qa.server.openai_models import (
     CHUNK_EVENT_SCHEMA,
     MODEL_PREFIX,
     ChatCompletionChunkOut,
@@ -31,9 +32,8 @@ from qa.api_openai_models import (
     ModelsOut,
     OpenAIErrorOut,
 )
-from qa.api_state import Ready
-from qa.api_stream import event_stream, sse
-from qa.pipeline import StreamEvent
+from qa.server.state import Ready
+from qa.server.streaming import event_stream, sse
 from qa.types import Answer
 
 PREFIX = "/v1/"
@@ -224,5 +224,5 @@ def openai_router(
     return router
 
 
-# Referenced only from the event-stream schema; `qa.api` adds them to the OpenAPI components.
+# Referenced only from the event-stream schema; `qa.server.app` adds them to the OpenAPI components.
 SCHEMA_ONLY_MODELS: tuple[type[Any], ...] = (ChatCompletionChunkOut, AnswerOut)

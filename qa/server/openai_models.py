@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from qa.api_models import AnswerOut
+from qa.server.models import AnswerOut
 from qa.types import Turn
 
 MODEL_PREFIX = "qa-"

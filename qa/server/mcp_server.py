@@ -1,7 +1,7 @@
 """`qa mcp`: a Model Context Protocol server over stdio, built with the official `mcp` SDK.
 
 Three read-only tools with typed input schemas and structured results (the wire models of
-`qa.api_models`, so the JSON is that of the HTTP API and of `qa search --json` / `qa ask --json`):
+`qa.server.models`, so the JSON is that of the HTTP API and of `qa search/ask --json`):
 
     search(question, k?)                the passages, with ids, spans and scores
     ask(question, history?)             the Answer JSON
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from qa.api_models import AnswerResult, DocumentOut, SearchResult, TopK, TurnIn
 from qa.config import Settings
 from qa.errors import ConfigError, QAError
+from qa.server.models import AnswerResult, DocumentOut, SearchResult, TopK, TurnIn
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -143,7 +143,7 @@ def serve_stdio(settings: Settings) -> None:
         import mcp.server  # noqa: F401
     except ImportError:
         raise ConfigError(MISSING_SDK) from None
-    # Heavy imports on the main thread before the loader thread starts (see qa.server).
+    # Heavy imports on the main thread before the loader thread starts (see qa.server.run).
     import faiss  # noqa: F401
     import sentence_transformers  # noqa: F401
 

@@ -22,7 +22,7 @@ def load_in_background(
     app: FastAPI, settings: Settings, *, build_if_missing: bool = True
 ) -> threading.Thread:
     """Start loading the pipeline for `app` in a thread; the app turns ready when it is done."""
-    from qa.api import app_state
+    from qa.server.app import app_state
 
     state = app_state(app)
 
@@ -70,7 +70,7 @@ def serve(settings: Settings) -> None:
     import sentence_transformers  # noqa: F401
     import uvicorn
 
-    from qa.api import create_app
+    from qa.server.app import create_app
 
     app = create_app(settings)
     load_in_background(app, settings)
