@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 from qa.config import load_settings  # noqa: E402
 from qa.embedding.models import get_embedder  # noqa: E402
 from qa.ingest.build import build_index, make_chunker  # noqa: E402
-from qa.ingest.chunking import embedding_text  # noqa: E402
 from qa.ingest.readers import load_corpus  # noqa: E402
 from qa.stores.faiss.store import FaissStore  # noqa: E402
+from qa.types import embedding_text  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"
 

@@ -80,7 +80,7 @@ class Pipeline:
             store = open_store(settings)
         # Load the model now, not on the first question.
         embedder.embed_query("warm up")
-        from qa.evaluation.calibrate import apply_calibration
+        from qa.stores.calibration import apply_calibration
 
         return cls(apply_calibration(settings), store=store, embedder=embedder)
 

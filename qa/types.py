@@ -206,3 +206,28 @@ class Answer:
         if self.candidates:
             out["explain"] = [c.to_dict() for c in self.candidates]
         return out
+
+
+# A title longer than this is shortened in the embedding text (it should never crowd out text).
+MAX_TITLE_CHARS = 200
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What the embedder reads for `chunk`: its title on a line, then its text."""
+    return embedding_text_of(chunk.title, chunk.text)
+
+
+def embedding_text_of(title: str, text: str) -> str:
+    """What the embedder reads for a chunk of `text` under `title` (before the Chunk exists)."""
+    title = title.strip()
+    if not title or text.startswith(title):
+        return text
+    return f"{short_title(title)}\n{text}"
+
+
+def short_title(title: str) -> str:
+    """`title`, cut at a word boundary to at most MAX_TITLE_CHARS."""
+    title = title.strip()
+    if len(title) > MAX_TITLE_CHARS:
+        title = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
+    return title

@@ -110,7 +110,7 @@ def _install_plugin(root: Path, *, body: str, module: str) -> None:
     dist = root / f"{module}-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[qa.answering.registry]\necho = {module}:register\n")
+    (dist / "entry_points.txt").write_text(f"[qa.answerers]\necho = {module}:register\n")
 
 
 PLUGIN = """

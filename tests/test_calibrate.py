@@ -10,8 +10,9 @@ import pytest
 
 from qa.cli import main
 from qa.config import Settings, load_settings
-from qa.evaluation.calibrate import GRID, Tradeoff, choose, read_calibration, tradeoffs
+from qa.evaluation.calibrate import GRID, Tradeoff, choose, tradeoffs
 from qa.pipeline import Pipeline
+from qa.stores.calibration import read_calibration
 from qa.stores.folder import CALIBRATION_FILE
 from tests.conftest import DEMO_CORPUS, DEMO_QUESTIONS
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from qa.errors import ConfigError
-from qa.ingest.chunking import Chunker, chunk_id, embedding_text
+from qa.ingest.chunking import Chunker, chunk_id
 from qa.ingest.readers import load_corpus, make_document
 from qa.ingest.tokens import get_encoding
-from qa.types import Chunk, Document
+from qa.types import Chunk, Document, embedding_text
 
 ENC = get_encoding("cl100k_base")
 HAND = (

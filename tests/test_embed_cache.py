@@ -13,8 +13,8 @@ import pytest
 from qa.config import Settings, load_settings
 from qa.embedding.cache import CACHE_FILE, EmbeddingCache, cache_dir_for, text_hash
 from qa.ingest.build import build_index
-from qa.ingest.chunking import embedding_text
 from qa.stores.faiss.store import FaissStore
+from qa.types import embedding_text
 
 DEMO = Path(__file__).resolve().parent.parent / "corpus" / "china-blockchain-policy-2017-2019.txt"
 

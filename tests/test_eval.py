@@ -267,7 +267,7 @@ def test_report_shape_and_null_metrics() -> None:
 
 def test_html_report_is_self_contained_and_escaped() -> None:
     from qa.evaluation.report import metric_paths, render_html
-    from qa.evaluation.run import Run
+    from qa.evaluation.scoring import Run
 
     p = _passage(1, "a", "<b>bold</b> text")
     q = EvalQuestion("1", "<script>alert(1)</script>?", answers=("x",), gold_ids=("b",))

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qa.errors import ConfigError
 from qa.stores.folder import CALIBRATION_FILE
@@ -106,25 +106,6 @@ def choose(rows: Sequence[Tradeoff], max_false_abstention: float) -> Tradeoff:
     if not allowed:
         return rows[0]
     return max(allowed, key=lambda r: (r.f1 or 0.0, -r.threshold))
-
-
-def read_calibration(index_dir: Path) -> dict[str, Any] | None:
-    """The saved calibration of an index folder, or None when there is none."""
-    path = Path(index_dir) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
-def apply_calibration(settings: Settings) -> Settings:
-    """Settings with the index folder's calibrated threshold, unless one was set explicitly."""
-    if settings.store != "faiss" or "abstain_threshold" in settings.model_fields_set:
-        return settings
-    saved = read_calibration(settings.index_dir)
-    if saved is None:
-        return settings
-    return settings.model_copy(update={"abstain_threshold": float(saved["abstain_threshold"])})
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,7 +15,7 @@ from qa.errors import ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from qa.evaluation.run import Run
+    from qa.evaluation.scoring import Run
 
 
 def parse_pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:

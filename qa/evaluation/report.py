@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from qa.evaluation.run import Run
+    from qa.evaluation.scoring import Run
 
 _GROUPS = ("retrieval", "answers", "citations", "abstention", "latency_ms")
 _NOT_METRICS = ("by_type", "failures", "recall_curve", "skipped_lines")

@@ -19,11 +19,11 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa.errors import ConfigError, QAError
+from qa.evaluation.scoring import Run
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -106,16 +106,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="METRIC=V",
         help="fail (exit 1) when a metric is above V, e.g. latency_ms.p95=500",
     )
-
-
-@dataclass(frozen=True)
-class Run:
-    """One evaluated variant: its label, overrides, report dict and per-question latencies."""
-
-    label: str
-    overrides: dict[str, str]
-    report: dict[str, Any]
-    latencies_ms: tuple[float, ...]
 
 
 def _variants(args: argparse.Namespace) -> list[dict[str, str]]:

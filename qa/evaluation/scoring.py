@@ -256,3 +256,13 @@ def evaluate(outcomes: Sequence[Outcome], *, k: int) -> dict[str, Any]:
     result["recall_curve"] = {str(d): m.mean(_recall(r, d) for r in rankings) for d in CURVE_DEPTHS}
     result["failures"] = [failure(s, k=k) for s in scores if s.reasons]
     return result
+
+
+@dataclass(frozen=True)
+class Run:
+    """One evaluated variant: its label, overrides, report dict and per-question latencies."""
+
+    label: str
+    overrides: dict[str, str]
+    report: dict[str, Any]
+    latencies_ms: tuple[float, ...]

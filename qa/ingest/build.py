@@ -23,13 +23,13 @@ from qa.config import Settings
 from qa.embedding.cache import EmbeddingCache, SliceDone, embed_with_cache, open_cache
 from qa.embedding.models import Embedder
 from qa.errors import QAError
-from qa.ingest.chunking import CHUNKER_VERSION, Chunker, embedding_text
+from qa.ingest.chunking import CHUNKER_VERSION, Chunker
 from qa.ingest.readers import Skipped, load_corpus
 from qa.ingest.tokens import get_encoding
 from qa.stores.bm25 import INFO as BM25_INFO
 from qa.stores.faiss.store import FaissStore, resolve_index_type
 from qa.stores.folder import base_manifest, manifest_differences, read_manifest
-from qa.types import Chunk, Document
+from qa.types import Chunk, Document, embedding_text
 
 if TYPE_CHECKING:
     from rich.progress import Task

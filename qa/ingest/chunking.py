@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from qa.errors import ConfigError
 from qa.ingest.tokens import TokenOffsets
-from qa.types import Chunk, Document
+from qa.types import Chunk, Document, embedding_text_of, short_title
 
 if TYPE_CHECKING:
     import tiktoken
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 # Bump when chunk boundaries or embedding_text change: indexes built before get rebuilt
 # rather than mixing old and new chunks in one incremental update.
 CHUNKER_VERSION = 1
-# A title longer than this is shortened in the embedding text (it should never crowd out text).
-MAX_TITLE_CHARS = 200
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 # After the end mark of a sentence (and closing quotes/brackets), or at a line break.
@@ -45,25 +43,6 @@ _SPACE = re.compile(r"\s")
 _GROUP = 512
 # Aim a little under the estimated fit, so one refit is nearly always enough.
 _REFIT_MARGIN = 0.97
-
-
-def embedding_text(chunk: Chunk) -> str:
-    """What the embedder reads for `chunk`: its title on a line, then its text."""
-    return _embedding_text(chunk.title, chunk.text)
-
-
-def _embedding_text(title: str, text: str) -> str:
-    title = title.strip()
-    if not title or text.startswith(title):
-        return text
-    return f"{_short_title(title)}\n{text}"
-
-
-def _short_title(title: str) -> str:
-    title = title.strip()
-    if len(title) > MAX_TITLE_CHARS:
-        title = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
-    return title
 
 
 def chunk_id(doc_id: str, start: int, end: int, text: str) -> str:
@@ -189,7 +168,7 @@ class Chunker:
         embedding text is over the model's token limit, until none is."""
         assert self.model_token_limit is not None and self.count_model_tokens is not None
         limit = self.model_token_limit
-        titles = self.count_model_tokens([_short_title(d.title) for d in docs])
+        titles = self.count_model_tokens([short_title(d.title) for d in docs])
         budgets = [self.chunk_tokens] * len(docs)
         pending = list(range(len(docs)))
         while pending:
@@ -219,7 +198,7 @@ class Chunker:
         keys, texts = [], []
         for d in which:
             for start, end in spans[d]:
-                text = _embedding_text(docs[d].title, docs[d].text[start:end])
+                text = embedding_text_of(docs[d].title, docs[d].text[start:end])
                 # A word piece covers at least one character: short texts cannot be over.
                 if len(text) > self.model_token_limit:
                     keys.append((d, start, end))

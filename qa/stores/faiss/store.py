@@ -31,7 +31,6 @@ import numpy as np
 
 from qa.config import Settings
 from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundError
-from qa.ingest.chunking import embedding_text
 from qa.stores.bm25 import INFO as BM25_INFO
 from qa.stores.bm25 import PARAMS_FILE as BM25_PARAMS_FILE
 from qa.stores.bm25 import Bm25Index
@@ -49,7 +48,7 @@ from qa.stores.folder import (
     swap_in,
     versions,
 )
-from qa.types import Chunk, Document
+from qa.types import Chunk, Document, embedding_text
 
 if TYPE_CHECKING:
     import faiss

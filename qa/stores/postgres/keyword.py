@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.ingest.chunking import embedding_text
-from qa.types import Chunk
+from qa.types import Chunk, embedding_text
 
 if TYPE_CHECKING:
     from qa.stores.bm25 import Bm25Index

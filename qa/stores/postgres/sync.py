@@ -27,7 +27,7 @@ import numpy as np
 from qa.config import Settings
 from qa.embedding.cache import open_cache
 from qa.ingest.build import IndexReport, embed_texts, index_manifest, make_chunker
-from qa.ingest.chunking import CHUNKER_VERSION, embedding_text
+from qa.ingest.chunking import CHUNKER_VERSION
 from qa.ingest.readers import load_corpus
 from qa.stores.folder import manifest_differences, versions
 from qa.stores.postgres.keyword import build_bm25, pack_bm25
@@ -41,7 +41,7 @@ from qa.stores.postgres.schema import (
     index_lock,
     require_dsn,
 )
-from qa.types import Chunk, Document
+from qa.types import Chunk, Document, embedding_text
 
 if TYPE_CHECKING:
     import psycopg
