@@ -177,3 +177,18 @@ def test_pdf_document_is_clean_and_chunks_keep_their_page(tmp_path: Path) -> Non
     assert doc.page_at(doc.text.index("whole problem")) == 1
     assert doc.page_at(doc.text.index("owner updates")) == 2
     assert doc.page_at(doc.text.index("The allocator")) == 3
+
+
+def test_a_compound_of_two_words_keeps_its_hyphen() -> None:
+    lines = [
+        "Readers read the table and writers update it, which is mostly",
+        "fine: the structure that every workload we measured is read-",
+        "mostly, so readers never wait. Threads that are asked to re-",
+        "attach to the interpreter wait for the collector to finish.",
+    ]
+
+    text = clean_pages(["\n".join(lines)]).text
+
+    # "read" and "mostly" are words of the document: "read-mostly"; "re" is not: "reattach".
+    assert "we measured is read-mostly, so readers" in text
+    assert "Threads that are asked to reattach to the interpreter" in text

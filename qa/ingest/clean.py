@@ -16,9 +16,11 @@ page numbers of every page in the middle of its sentences. `clean_pages` undoes 
 - hyphens: a full line ending in letter + hyphen followed by a lower-case word is one word cut
   in two. Whether the hyphen belongs to the word is decided by the document itself: "multi-core"
   stays hyphenated when the document writes "multi-core" more often than "multicore" elsewhere;
-  a hyphen after a word that already has one ("state-of-the-") stays; otherwise, as in typeset
-  prose, the hyphen was the typesetter's and goes. Before a capital or a digit ("COVID-\\n19")
-  the hyphen stays and the parts are joined without a space.
+  a hyphen after a word that already has one ("state-of-the-") stays; when the document has
+  neither form, the hyphen stays if both halves are words it uses on their own ("read-mostly")
+  and otherwise, as in typeset prose, was the typesetter's and goes ("in-tegrity"). Before a
+  capital or a digit ("COVID-\\n19") the hyphen stays and the parts are joined without a space.
+  A soft hyphen (U+00AD) at a line end always joins. Halves of cut words are not counted.
 - characters: ligatures (ﬁ, ﬂ, ...) are spelled out, zero-width characters and soft hyphens
   removed, runs of spaces collapsed, lines stripped.
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # Lines at the top and at the bottom of a page where running headers and footers live.
@@ -72,12 +74,11 @@ class CleanText:
 def tidy_line(line: str) -> str:
     """One PDF line with ligatures spelled out, invisible characters gone, spaces collapsed.
 
-    A soft hyphen at the end becomes "-" (a word cut at the line end); elsewhere it goes.
+    A soft hyphen stays at the end (a word surely cut at the line end); elsewhere it goes.
     """
     line = _chars(line)
-    if line.endswith(_SOFT_HYPHEN):
-        line = line[:-1] + "-"
-    return line.replace(_SOFT_HYPHEN, "")
+    soft = _SOFT_HYPHEN if line.endswith(_SOFT_HYPHEN) else ""
+    return line.replace(_SOFT_HYPHEN, "") + soft
 
 
 def tidy(text: str) -> str:
@@ -107,7 +108,7 @@ def clean_pages(pages: Sequence[str]) -> CleanText:
     width = lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
     joiner = _Joiner(
         full=FULL_SHARE * width if width >= MIN_PROSE_WIDTH else math.inf,
-        words=Counter(w.lower() for _, line in body for w in _WORD.findall(line)),
+        words=_word_counts(line for _, line in body),
     )
     out: list[str] = []
     size = 0
@@ -120,7 +121,11 @@ def clean_pages(pages: Sequence[str]) -> CleanText:
             continue
         sep = ""
         if prev:
-            drop_hyphen, sep = (False, "\n\n") if paragraph_break else joiner.join(prev, line)
+            drop_hyphen, sep = (
+                (prev.endswith(_SOFT_HYPHEN), "\n\n")
+                if paragraph_break
+                else joiner.join(prev, line)
+            )
             if drop_hyphen:
                 out[-1] = out[-1][:-1]
                 size -= 1
@@ -131,6 +136,9 @@ def clean_pages(pages: Sequence[str]) -> CleanText:
         out.append(line)
         size += len(line)
         prev, paragraph_break = line, False
+    if prev.endswith(_SOFT_HYPHEN):
+        out[-1] = out[-1][:-1]
+        size -= 1
     return CleanText("".join(out), _fill_starts(starts, size))
 
 
@@ -141,6 +149,22 @@ def _newlines(text: str) -> str:
 def _trim(lines: list[str]) -> list[str]:
     filled = [i for i, line in enumerate(lines) if line]
     return lines[filled[0] : filled[-1] + 1] if filled else []
+
+
+def _word_counts(lines: Iterable[str]) -> Counter[str]:
+    """How often the document uses each word, leaving out the halves of words cut at line ends."""
+    counts: Counter[str] = Counter()
+    cut_before = False
+    for line in lines:
+        words = _WORD.findall(line)
+        cut_after = _is_cut(line)
+        counts.update(w.lower() for w in words[int(cut_before) : len(words) - int(cut_after)])
+        cut_before = cut_after
+    return counts
+
+
+def _is_cut(line: str) -> bool:
+    return len(line) >= 2 and line[-1] in "-\u2010\u00ad" and line[-2].isalpha()
 
 
 def _shape(line: str) -> str:
@@ -170,13 +194,15 @@ class _Joiner:
 
     def join(self, a: str, b: str) -> tuple[bool, str]:
         """(drop the hyphen ending `a`, separator) for line `a` followed by line `b`."""
+        if a.endswith(_SOFT_HYPHEN):
+            return True, ""
         if _BULLET.match(b):
             return False, "\n"
         if len(a) < self.full:
             return False, "\n\n" if _SENTENCE_END.search(a) else "\n"
         if len(b) < self.full and not _SENTENCE_END.search(b) and _SENTENCE_END.search(a):
             return False, "\n\n"  # a short line that ends no sentence: a heading
-        if len(a) >= 2 and a[-1] in "-\u2010" and a[-2].isalpha():
+        if _is_cut(a):
             return self._hyphen(a, b), ""
         return False, " "
 
@@ -188,8 +214,12 @@ class _Joiner:
         stem = left.group()[:-1]
         if "-" in stem:
             return False
-        joined, kept = f"{stem}{right.group()}".lower(), f"{stem}-{right.group()}".lower()
-        return self.words[joined] >= self.words[kept]
+        head, tail = stem.lower(), right.group().lower()
+        joined, kept = self.words[head + tail], self.words[f"{head}-{tail}"]
+        if joined or kept:
+            return joined >= kept
+        # Neither form elsewhere: two words of their own ("read-mostly") were a compound.
+        return not (self.words[head] and self.words[tail])
 
 
 def _fill_starts(starts: list[int | None], size: int) -> tuple[int, ...]:
