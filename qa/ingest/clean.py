@@ -110,9 +110,14 @@ def clean_pages(pages: Sequence[str]) -> CleanText:
         full=FULL_SHARE * width if width >= MIN_PROSE_WIDTH else math.inf,
         words=_word_counts(line for _, line in body),
     )
+    return _assemble(body, joiner, len(pages))
+
+
+def _assemble(body: Sequence[tuple[int, str]], joiner: _Joiner, n_pages: int) -> CleanText:
+    """The body lines joined as `joiner` says, with the offset where each page starts."""
     out: list[str] = []
     size = 0
-    starts: list[int | None] = [None] * len(pages)
+    starts: list[int | None] = [None] * n_pages
     prev = ""
     paragraph_break = False
     for page, line in body:
