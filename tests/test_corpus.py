@@ -49,7 +49,7 @@ def test_txt_and_md_ids_titles_and_order(tmp_path: Path) -> None:
     (tmp_path / "sub" / "b.md").write_text("\n\n## Bee facts \n\nBees make honey.\n")
     (tmp_path / "a.txt").write_text("Ants\n\nAnts carry leaves.\r\nThey cooperate.\n")
     (tmp_path / "z.TXT").write_text("Zebras have stripes.")
-    (tmp_path / "notes.docx").write_bytes(b"ignored: unknown extension")
+    (tmp_path / "notes.odt").write_bytes(b"ignored: unknown extension")
     (tmp_path / ".hidden.txt").write_text("ignored: hidden file")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.txt").write_text("ignored: hidden folder")
@@ -193,7 +193,7 @@ def test_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "corpus").mkdir()
     with pytest.raises(
         CorpusError,
-        match=r"corpus/ is empty: put \.txt, \.md, \.html, \.pdf or \.jsonl files in it\.$",
+        match=r"corpus/ is empty: put \.txt, \.md, \.html, \.pdf, \.docx or \.jsonl files in it\.$",
     ):
         load_corpus(tmp_path / "corpus")
 

@@ -1,4 +1,4 @@
-"""Load a corpus folder (.txt, .md, .html/.htm, .pdf, .jsonl) into Documents with stable ids.
+"""Load a corpus folder (.txt, .md, .html/.htm, .pdf, .docx, .jsonl) into Documents with stable ids.
 
 A file's document id is its posix path relative to the corpus folder; a `.jsonl` record's id is
 its own `"id"`. Files are read in sorted path order and documents come back sorted by id, so
@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import CorpusError
+from qa.ingest.clean import clean_pages, tidy
+from qa.ingest.docx import DocxError, read_docx
 from qa.types import Document
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl")
+SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".jsonl")
 # A first line longer than this is a paragraph, not a title.
 _MAX_TITLE_CHARS = 200
 # Bad .jsonl lines logged one by one per file; the rest are counted (all are in `skipped`).
@@ -85,8 +87,8 @@ def load_corpus(folder: Path) -> CorpusLoad:
     folder = Path(folder)
     if not folder.exists():
         raise CorpusError(
-            f"Corpus folder {folder}/ does not exist: create it and put .txt, .md, .html, "
-            ".pdf or .jsonl files in it, or point --corpus-dir / QA_CORPUS_DIR at your folder."
+            f"Corpus folder {folder}/ does not exist: create it and put .txt, .md, .html, .pdf, "
+            ".docx or .jsonl files in it, or point --corpus-dir / QA_CORPUS_DIR at your folder."
         )
     if not folder.is_dir():
         raise CorpusError(
@@ -123,8 +125,8 @@ def load_corpus(folder: Path) -> CorpusLoad:
         shown = ", ".join(f"{s.path} ({s.reason})" for s in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         raise CorpusError(
-            f"Corpus folder {folder}/ {what}: put .txt, .md, .html, .pdf or .jsonl files in it"
-            + (f" (skipped: {shown}{more})." if skipped else ".")
+            f"Corpus folder {folder}/ {what}: put .txt, .md, .html, .pdf, .docx or .jsonl files "
+            "in it" + (f" (skipped: {shown}{more})." if skipped else ".")
         )
     ordered = tuple(documents[k] for k in sorted(documents))
     log.info(
@@ -150,6 +152,12 @@ def _parse(path: Path, rel: str, data: bytes) -> tuple[list[Document], list[Skip
         title, text, pages = _parse_pdf(path, data)
     elif suffix in (".html", ".htm"):
         title, text = _parse_html(path, _decode(data))
+        pages = ()
+    elif suffix == ".docx":
+        try:
+            title, text = read_docx(data, default_title=path.stem)
+        except DocxError as exc:
+            raise _Unreadable(str(exc)) from None
         pages = ()
     else:
         text = _decode(data)
@@ -238,11 +246,11 @@ def _parse_html(path: Path, html: str) -> tuple[str, str]:
         tag.replace_with(_LINE)
     flat = re.sub(r"\s+", " ", soup.get_text())
     paragraphs = (re.sub(r" ?\x01 ?", "\n", p).strip() for p in flat.split(_PARA))
-    return title, "\n\n".join(p for p in paragraphs if p)
+    return title, tidy("\n\n".join(p for p in paragraphs if p))
 
 
 def _parse_pdf(path: Path, data: bytes) -> tuple[str, str, tuple[int, ...]]:
-    """(title, text of the pages joined by blank lines, start offset of each page)."""
+    """(title, cleaned text of the pages (qa.ingest.clean), start offset of each page)."""
     from pypdf import PdfReader
 
     # pypdf raises many exception types on damaged files; any of them means "unparsable".
@@ -256,11 +264,7 @@ def _parse_pdf(path: Path, data: bytes) -> tuple[str, str, tuple[int, ...]]:
         raise
     except Exception as exc:
         raise _Unreadable(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
-    starts, offset = [], 0
-    for page_text in page_texts:
-        starts.append(offset)
-        offset += len(page_text) + 2
-    text = "\n\n".join(page_texts)
-    if not text.strip():
+    cleaned = clean_pages(page_texts)
+    if not cleaned.text.strip():
         raise _Unreadable("no extractable text in the PDF (scanned images need OCR first)")
-    return " ".join(str(meta_title).split()) or path.stem, text, tuple(starts)
+    return " ".join(str(meta_title).split()) or path.stem, cleaned.text, cleaned.pages
