@@ -45,7 +45,7 @@ from qa.evaluation.metrics import contains_gold, exact_match, percentile, token_
 from qa.evaluation.questions import quotes_evidence  # noqa: E402
 from qa.ingest.build import build_index  # noqa: E402
 from qa.retrieval.retriever import Retriever  # noqa: E402
-from qa.stores.base import open_store  # noqa: E402
+from qa.stores import open_store  # noqa: E402
 from qa.types import Chunk, Passage, Turn  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"

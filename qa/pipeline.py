@@ -64,7 +64,7 @@ class Pipeline:
         """Open the index in settings.index_dir (building it from the corpus if asked)."""
         from qa.embedding.models import embedder_for
         from qa.errors import IndexNotFoundError
-        from qa.stores.base import open_store
+        from qa.stores import open_store
 
         embedder = embedder_for(settings)
         try:

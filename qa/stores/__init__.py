@@ -1,7 +1,48 @@
 """Stores: where chunks, their vectors and their keyword index live once built.
 
-`base` (the Store protocol and `open_store`), `folder` (the self-describing manifest and the
-atomic folder swap), `faiss/` (the index folder on one machine: FAISS + SQLite + BM25) and
-`postgres/` (PostgreSQL + pgvector shared by many servers). Nothing here knows about retrieval,
-answering or HTTP.
+`base` (the Store and IndexWriter protocols and the data ingest hands over), `folder` (the
+self-describing manifest and the atomic folder swap), `bm25` (the keyword index both stores
+build), `calibration` (the abstention threshold an index carries), `faiss/` (the index folder on
+one machine: FAISS + SQLite + BM25) and `postgres/` (PostgreSQL + pgvector shared by many
+servers). Nothing here knows about ingest, retrieval, answering or HTTP.
+
+The two functions below pick the implementation the settings name (imported on first use).
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qa.config import Settings
+    from qa.stores.base import IndexWriter, Store
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name (IndexNotFoundError when there is no index yet)."""
+    if settings.store == "postgres":
+        from qa.stores.postgres.store import PostgresStore
+
+        return PostgresStore.load(settings)
+    from qa.stores.faiss.store import FaissStore
+
+    return FaissStore.load(settings.index_dir, settings)
+
+
+def open_writer(
+    settings: Settings, manifest: Mapping[str, Any], *, index_dir: Path, rebuild: bool = False
+) -> IndexWriter:
+    """The writer of the store the settings name, for a build described by `manifest`.
+
+    `index_dir` is the FAISS index folder (the Postgres store keeps only its embedding cache
+    beside it). With `rebuild`, the index is built from scratch whatever it holds.
+    """
+    if settings.store == "postgres":
+        from qa.stores.postgres.sync import PostgresWriter
+
+        return PostgresWriter(settings, manifest, rebuild=rebuild)
+    from qa.stores.faiss.update import FaissWriter
+
+    return FaissWriter(Path(index_dir), settings, manifest, rebuild=rebuild)

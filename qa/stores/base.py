@@ -1,19 +1,25 @@
-"""The Store protocol: what retrieval and the server need from an index, whatever holds it.
+"""The Store protocol (what retrieval and the server read) and the IndexWriter (what ingest
+hands over), whatever holds the index.
 
 Two implementations: `qa.stores.faiss.store.FaissStore` (an index folder on one machine, the
 default) and `qa.stores.postgres.store.PostgresStore` (PostgreSQL + pgvector, shared by many
-servers). `open_store` picks one from the settings, so the pipeline never names a backend.
+servers); `qa.stores.open_store` and `open_writer` pick one from the settings, so neither the
+pipeline nor ingest names a backend. Ingest asks the writer what is indexed already
+(`Previous`), embeds only what changed, and hands an `IndexUpdate` back; the writer decides how
+to persist it (a complete folder swapped in, or one transaction) and whether the index it holds
+can be updated in place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from qa.config import Settings
     from qa.types import Chunk, Document
 
 
@@ -66,12 +72,62 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(settings: Settings) -> Store:
-    """The store the settings name (IndexNotFoundError when there is no index yet)."""
-    if settings.store == "postgres":
-        from qa.stores.postgres.store import PostgresStore
+@dataclass(frozen=True)
+class Previous:
+    """What an index already holds, as far as an update needs to know.
 
-        return PostgresStore.load(settings)
-    from qa.stores.faiss.store import FaissStore
+    `hashes` (doc id -> content hash) is empty when the index is (re)built from scratch, and
+    `reason` says why it is or is not updated in place.
+    """
 
-    return FaissStore.load(settings.index_dir, settings)
+    hashes: Mapping[str, str]
+    n_chunks: int
+    reason: str
+
+    @property
+    def full(self) -> bool:
+        return not self.hashes
+
+
+@dataclass(frozen=True)
+class IndexUpdate:
+    """What ingest hands a store: the corpus as read now, and vectors for its changed part.
+
+    `fresh_ids` are the new and changed documents; `chunks` are theirs (documents by id, chunks
+    in text order) and vector row i belongs to chunk i. Documents not in `fresh_ids` keep the
+    chunks and vectors the store holds; indexed documents missing from `documents` are removed.
+    """
+
+    documents: tuple[Document, ...]
+    fresh_ids: frozenset[str]
+    chunks: tuple[Chunk, ...]
+    vectors: np.ndarray
+    files: Mapping[str, str]
+    manifest: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of `IndexWriter.write`: chunks in the index, and whether anything changed."""
+
+    n_chunks: int
+    written: bool
+
+
+class IndexWriter(Protocol):
+    """One update of an index, opened with the manifest of the build (a context manager)."""
+
+    previous: Previous
+
+    def write(self, update: IndexUpdate) -> Written:
+        """Persist the update all at once (readers see the old index or the new, never a mix)."""
+        ...
+
+    def __enter__(self) -> IndexWriter: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...

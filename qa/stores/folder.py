@@ -39,6 +39,18 @@ COMPATIBLE_FIELDS = {
     "chunk_tokens": "chunk_tokens",
     "chunk_overlap": "chunk_overlap",
 }
+# Manifest fields an index must share with a build to be updated in place (else rebuilt fully).
+BUILD_FIELDS = (
+    *COMPATIBLE_FIELDS,
+    "dim",
+    "format_version",
+    "model_token_limit",
+    "chunker",
+    "embedding_backend",
+    "embedding_dtype",
+)
+# What an index built before a field was recorded was made with.
+_BUILD_DEFAULTS = {"embedding_backend": "torch", "embedding_dtype": "float32"}
 _PACKAGES = {
     "qa": "qa",
     "faiss": "faiss-cpu",
@@ -78,6 +90,21 @@ def manifest_differences(
     if manifest.get("format_version") != FORMAT_VERSION:
         diffs.append(("format_version", manifest.get("format_version"), FORMAT_VERSION))
     return diffs
+
+
+def build_differences(
+    old: dict[str, Any], wanted: dict[str, Any] | Any
+) -> list[tuple[str, Any, Any]]:
+    """(field, in the index, in the build) for every field that stops an in-place update.
+
+    Chunks are reused only if the same chunker with the same token limit would cut the same
+    ones; vectors only if the same model, backend and dtype made them.
+    """
+    return [
+        (field, old.get(field, _BUILD_DEFAULTS.get(field)), wanted.get(field))
+        for field in BUILD_FIELDS
+        if old.get(field, _BUILD_DEFAULTS.get(field)) != wanted.get(field)
+    ]
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:

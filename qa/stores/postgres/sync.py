@@ -1,7 +1,7 @@
-"""`qa index --store postgres`: sync a corpus folder (or a FAISS index folder) into Postgres.
+"""Writing the Postgres index: an ingest's IndexUpdate (or a FAISS index folder) into Postgres.
 
-Incremental by content hash as for the FAISS store: only new and changed documents are chunked
-and embedded, before any write. Each sync is one transaction, so readers (and a hot standby)
+Ingest embeds only new and changed documents (by content hash, as for the FAISS store) before
+`PostgresWriter.write` is called. Each write is one transaction, so readers (and a hot standby)
 see the old corpus or the new one, never a half, and a run killed part-way changes nothing:
 
 - incremental: upsert changed documents, delete their old chunks, COPY the new ones;
@@ -16,20 +16,18 @@ tar in `keyword_index`, so every server (and replica) loads the same one.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qa.config import Settings
-from qa.embedding.cache import open_cache
-from qa.ingest.build import IndexReport, embed_texts, index_manifest, make_chunker
-from qa.ingest.chunking import CHUNKER_VERSION
-from qa.ingest.readers import load_corpus
-from qa.stores.folder import manifest_differences, versions
+from qa.stores.base import IndexUpdate, Previous, Written
+from qa.stores.folder import build_differences, versions
 from qa.stores.postgres.keyword import build_bm25, pack_bm25
 from qa.stores.postgres.schema import (
     connect,
@@ -41,12 +39,10 @@ from qa.stores.postgres.schema import (
     index_lock,
     require_dsn,
 )
-from qa.types import Chunk, Document, embedding_text
+from qa.types import Chunk, Document
 
 if TYPE_CHECKING:
     import psycopg
-
-    from qa.embedding.models import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -63,79 +59,75 @@ _DOC_INSERT = (
 )
 
 
-def sync_index(
-    settings: Settings,
-    *,
-    embedder: Embedder,
-    corpus_dir: Path | None = None,
-    rebuild: bool = False,
-    progress: bool = False,
-) -> IndexReport:
-    """Bring the Postgres index up to date with the corpus folder (incrementally)."""
-    started = time.perf_counter()
-    corpus_dir = Path(corpus_dir or settings.corpus_dir)
-    corpus = load_corpus(corpus_dir)
-    dsn = require_dsn(settings)
-    where = f"{describe(dsn)} (schema {settings.pg_schema})"
-    with (
-        database_errors(dsn, "database_url"),
-        connect(dsn, settings, setting="database_url", application="qa index") as conn,
-    ):
-        # A killed run's backend must notice and roll back (and unlock) even while it waits.
-        conn.execute("SET client_connection_check_interval = '1s'")
-        with index_lock(conn, settings, where):
-            ensure_schema(conn, settings, where)
-            old, reason = _previous(conn, settings, embedder, rebuild, where)
-            old_hashes = _hashes(conn) if old is not None else {}
-            n_old = _count(conn, "chunks") if old is not None else 0
-            fresh_docs = [d for d in corpus.documents if old_hashes.get(d.id) != d.content_hash]
-            chunks_of = make_chunker(settings, embedder).chunk_documents(fresh_docs)
-            fresh = [c for doc_chunks in chunks_of for c in doc_chunks]
-            log.info("%d documents to (re)index: %d chunks to embed", len(fresh_docs), len(fresh))
-            # The local embedding cache (beside settings.index_dir) spares re-embedding text
-            # seen before, e.g. when switching between the FAISS and the Postgres store.
-            index_dir = Path(settings.index_dir)
-            cache = open_cache(settings, index_dir, embedder, rows=len(fresh) + n_old)
-            texts = [embedding_text(c) for c in fresh]
-            vectors = embed_texts(embedder, texts, progress=progress, cache=cache)
-            files = {f.path: f.content_hash for f in corpus.files}
-            removed = sorted(old_hashes.keys() - {d.id for d in corpus.documents})
-            manifest = index_manifest(settings, embedder, Path(corpus_dir))
-            manifest["files"] = dict(sorted(files.items()))
-            up_to_date = (
-                old is not None and not fresh_docs and not removed and old.get("files") == files
+class PostgresWriter:
+    """One update of the Postgres index by a build described by `manifest`.
+
+    Opening it connects, takes the schema's advisory lock (held until the writer closes) and
+    reads what is indexed; `write` applies the update in one transaction.
+    """
+
+    def __init__(self, settings: Settings, manifest: Mapping[str, Any], *, rebuild: bool) -> None:
+        self.settings = settings
+        dsn = require_dsn(settings)
+        self.where = f"{describe(dsn)} (schema {settings.pg_schema})"
+        self._stack = ExitStack()
+        try:
+            self._stack.enter_context(database_errors(dsn, "database_url"))
+            conn = self._stack.enter_context(
+                connect(dsn, settings, setting="database_url", application="qa index")
             )
-            if old is None:
-                write_full(conn, settings, corpus.documents, fresh, vectors, manifest)
-            elif not up_to_date:
-                changed = [d.id for d in fresh_docs if d.id in old_hashes]
-                merged = {**old, **manifest}
-                _write_incremental(
-                    conn, settings, fresh_docs, changed, removed, fresh, vectors, merged
-                )
-            n_chunks = _count(conn, "chunks")
-    added = sum(1 for d in fresh_docs if d.id not in old_hashes)
-    report = IndexReport(
-        added=added,
-        changed=len(fresh_docs) - added,
-        removed=len(removed),
-        unchanged=len(corpus.documents) - len(fresh_docs),
-        n_documents=len(corpus.documents),
-        n_chunks=n_chunks,
-        n_embedded=len(fresh),
-        skipped=corpus.skipped,
-        seconds=time.perf_counter() - started,
-        index_dir=Path(settings.index_dir),
-        full_rebuild=old is None,
-        reason=reason,
-        written=not up_to_date,
-    )
-    log.info(
-        "Synced %d documents into %s (%d added, %d changed, %d removed); embedded %d chunks "
-        "in %.1f s", report.n_documents, where, added, report.changed, len(removed),
-        len(fresh), report.seconds,
-    )  # fmt: skip
-    return report
+            # A killed run's backend must notice and roll back (and unlock) even while it waits.
+            conn.execute("SET client_connection_check_interval = '1s'")
+            self._stack.enter_context(index_lock(conn, settings, self.where))
+            ensure_schema(conn, settings, self.where)
+            self._old, reason = _previous(conn, settings, dict(manifest), rebuild, self.where)
+            self.previous = Previous(
+                hashes=_hashes(conn) if self._old is not None else {},
+                n_chunks=_count(conn, "chunks") if self._old is not None else 0,
+                reason=reason,
+            )
+        except BaseException as exc:
+            # Through the stack, so database_errors turns a psycopg error into ours.
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.conn = conn
+
+    def write(self, update: IndexUpdate) -> Written:
+        old, conn = self._old, self.conn
+        removed = sorted(self.previous.hashes.keys() - {d.id for d in update.documents})
+        fresh_docs = [d for d in update.documents if d.id in update.fresh_ids]
+        files = dict(sorted(update.files.items()))
+        manifest = {**update.manifest, "files": files}
+        up_to_date = (
+            old is not None and not fresh_docs and not removed and old.get("files") == files
+        )
+        if old is None:
+            write_full(
+                conn, self.settings, update.documents, update.chunks, update.vectors, manifest
+            )
+        elif not up_to_date:
+            changed = [d.id for d in fresh_docs if d.id in self.previous.hashes]
+            _write_incremental(
+                conn, self.settings, fresh_docs, changed, removed, update.chunks, update.vectors,
+                {**old, **manifest},
+            )  # fmt: skip
+        log.info(
+            "Synced %d documents into %s (%d new or changed, %d removed)",
+            len(update.documents), self.where, len(fresh_docs), len(removed),
+        )  # fmt: skip
+        return Written(n_chunks=_count(conn, "chunks"), written=not up_to_date)
+
+    def __enter__(self) -> PostgresWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        # Through the stack, so database_errors maps a psycopg error raised while writing.
+        return self._stack.__exit__(exc_type, exc, tb)
 
 
 def copy_faiss_index(settings: Settings, index_dir: Path) -> tuple[int, int]:
@@ -163,7 +155,11 @@ def copy_faiss_index(settings: Settings, index_dir: Path) -> tuple[int, int]:
 
 
 def _previous(
-    conn: psycopg.Connection[Any], settings: Settings, embedder: Embedder, rebuild: bool, where: str
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    wanted: dict[str, Any],
+    rebuild: bool,
+    where: str,
 ) -> tuple[dict[str, Any] | None, str]:
     """The manifest of the index in the database if it can be updated in place, and why not."""
     if rebuild:
@@ -172,10 +168,7 @@ def _previous(
     if row is None or conn.execute("SELECT to_regclass('chunks')").fetchone() == (None,):
         return None, f"no index in {where}"
     manifest: dict[str, Any] = row[0]
-    diffs = manifest_differences(manifest, settings, dim=embedder.dim)
-    for field, now in (("model_token_limit", embedder.max_tokens), ("chunker", CHUNKER_VERSION)):
-        if manifest.get(field) != now:
-            diffs.append((field, manifest.get(field), now))
+    diffs = build_differences(manifest, wanted)
     built_m = manifest.get("index", {}).get("params", {}).get("M")
     if built_m != settings.hnsw_m:
         diffs.append(("hnsw_m", built_m, settings.hnsw_m))
