@@ -118,7 +118,7 @@ def bench_size(
     import faiss
 
     from qa.config import load_settings
-    from qa.stores.faiss.store import _build_faiss
+    from qa.stores.faiss.index import build_faiss
 
     t0 = time.perf_counter()
     vectors = synth.clustered_vectors(n, seed=0)
@@ -131,7 +131,7 @@ def bench_size(
 
     def product(**overrides: Any) -> Callable[[], Any]:
         settings = load_settings(_env_file=None, **overrides)
-        return lambda: _build_faiss(vectors, settings)[0]
+        return lambda: build_faiss(vectors, settings)[0]
 
     def set_ef(ef: int) -> Callable[[Any], None]:
         return lambda index: setattr(faiss.downcast_index(index).hnsw, "efSearch", ef)
@@ -212,7 +212,7 @@ def write_folder(index_dir: Path, n: int) -> dict[str, Any]:
     prepared = time.perf_counter() - t0
     settings = load_settings(index_dir=index_dir, _env_file=None)
     timings: dict[str, float] = {}
-    real_build = qa.stores.faiss.store._build_faiss
+    real_build = qa.stores.faiss.store.build_faiss
 
     def timed_build(*args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
@@ -221,7 +221,7 @@ def write_folder(index_dir: Path, n: int) -> dict[str, Any]:
         finally:
             timings["faiss_build_s"] = round(time.perf_counter() - t, 1)
 
-    qa.stores.faiss.store._build_faiss = timed_build  # type: ignore[assignment]
+    qa.stores.faiss.store.build_faiss = timed_build  # type: ignore[assignment]
     try:
         t1 = time.perf_counter()
         manifest = base_manifest(
@@ -234,7 +234,7 @@ def write_folder(index_dir: Path, n: int) -> dict[str, Any]:
         )  # fmt: skip
         write_s = time.perf_counter() - t1
     finally:
-        qa.stores.faiss.store._build_faiss = real_build  # type: ignore[assignment]
+        qa.stores.faiss.store.build_faiss = real_build  # type: ignore[assignment]
     files = {
         str(p.relative_to(index_dir)): p.stat().st_size for p in index_dir.rglob("*") if p.is_file()
     }

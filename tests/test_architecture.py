@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,26 @@ def test_lower_layers_never_import_higher_ones(name: str) -> None:
         if target_rank > rank or (target_rank == rank and where != home and rank > 0):
             wrong.append(f"{target} ({where}, layer {target_rank})")
     assert wrong == [], f"{name} ({home}, layer {rank}) imports a higher layer: {wrong}"
+
+
+def test_public_names_import_from_the_top_without_heavy_modules() -> None:
+    code = (
+        "import sys, qa\n"
+        "heavy = {'torch', 'faiss', 'sentence_transformers', 'fastapi', 'numpy'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+        "from qa import Pipeline, Settings, Answer, Citation, Passage, QAError, Answerer\n"
+        "from qa.pipeline import Pipeline as P\n"
+        "assert Pipeline is P and Answerer.__name__ == 'Answerer'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=QA.parent, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_an_unknown_top_level_name_is_an_attribute_error() -> None:
+    import qa
+
+    assert sorted(qa.__all__) == sorted(qa._EXPORTS)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = qa.Nope  # type: ignore[attr-defined]

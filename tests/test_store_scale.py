@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from qa.config import Settings, load_settings
-from qa.stores.faiss.store import FaissStore, _training_sample
+from qa.stores.faiss.index import training_sample
+from qa.stores.faiss.store import FaissStore
 from qa.stores.folder import base_manifest
 from qa.types import Chunk, Document
 
@@ -85,8 +86,8 @@ def test_a_loaded_index_keeps_searching_after_a_rewrite(tmp_path: Path) -> None:
 
 def test_training_sample_is_bounded_spread_and_repeatable() -> None:
     vectors = np.arange(1000 * 2, dtype=np.float32).reshape(1000, 2)
-    assert _training_sample(vectors, 5000) is vectors
-    first, again = _training_sample(vectors, 100), _training_sample(vectors, 100)
+    assert training_sample(vectors, 5000) is vectors
+    first, again = training_sample(vectors, 100), training_sample(vectors, 100)
     assert first.shape == (100, 2) and np.array_equal(first, again)
     rows = first[:, 0] // 2
     assert (np.diff(rows) > 0).all() and rows[0] < 100 and rows[-1] > 900

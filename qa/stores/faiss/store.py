@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import sqlite3
 import tempfile
@@ -34,6 +33,7 @@ from qa.errors import DocumentNotFoundError, IndexMismatchError, IndexNotFoundEr
 from qa.stores.bm25 import INFO as BM25_INFO
 from qa.stores.bm25 import PARAMS_FILE as BM25_PARAMS_FILE
 from qa.stores.bm25 import Bm25Index
+from qa.stores.faiss.index import build_faiss, tune
 from qa.stores.folder import (
     BM25_DIR,
     CALIBRATION_FILE,
@@ -107,7 +107,7 @@ class FaissStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
             raise ValueError(f"{len(chunks)} chunks but vectors of shape {vectors.shape}")
-        index, index_info = _build_faiss(vectors, settings)
+        index, index_info = build_faiss(vectors, settings)
         full = {
             **manifest,
             "dim": int(vectors.shape[1]),
@@ -189,7 +189,7 @@ class FaissStore:
                 f"The index at {index_dir}/ is damaged ({type(exc).__name__}: {exc}). "
                 "Run `qa index --rebuild`."
             ) from None
-        _tune(index, settings)
+        tune(index, settings)
         bm25 = _load_bm25(index_dir, db)
         if not index.ntotal == vectors.shape[0] == n_rows == bm25.n_docs:
             db.close()
@@ -349,69 +349,3 @@ def _load_bm25(index_dir: Path, db: sqlite3.Connection) -> Bm25Index:
     )
     rows = db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY row").fetchall()
     return Bm25Index.build([embedding_text(_chunk(r)) for r in rows])
-
-
-def resolve_index_type(n: int, settings: Settings) -> str:
-    """The FAISS index kind used for `n` vectors: "auto" means exact search until the threshold."""
-    if settings.index_type == "auto":
-        return "hnsw" if n > settings.auto_index_threshold else "flat"
-    return settings.index_type
-
-
-def _build_faiss(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index, dict[str, Any]]:
-    """The FAISS index the settings ask for, and a description of it for the manifest."""
-    import faiss
-
-    n, dim = vectors.shape
-    kind = resolve_index_type(n, settings)
-    index: faiss.Index
-    if kind == "hnsw":
-        # 8-bit codes: a quarter of the memory of float32 for the same recall@10 (0.99 at 1M
-        # in bench/bench_store.py); exact vectors stay in vectors.npy for rescoring.
-        hnsw = faiss.IndexHNSWSQ(
-            dim,
-            faiss.ScalarQuantizer.QT_8bit,  # type: ignore[arg-type]  # an enum int in FAISS
-            settings.hnsw_m,
-            faiss.METRIC_INNER_PRODUCT,
-        )
-        hnsw.hnsw.efConstruction = max(40, 2 * settings.hnsw_m)
-        if n:
-            hnsw.train(_training_sample(vectors, 100_000))
-        index = hnsw
-        params: dict[str, Any] = {
-            "M": settings.hnsw_m,
-            "efConstruction": hnsw.hnsw.efConstruction,
-            "codes": "sq8",
-        }
-    elif kind == "ivf":
-        # ~4 sqrt(n) lists, with at least 39 training points per list (FAISS's own minimum).
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        # k-means on 64 points per list converges as well as on all of them, in far less time.
-        index.train(_training_sample(vectors, 64 * nlist))
-        params = {"nlist": nlist}
-    else:
-        index = faiss.IndexFlatIP(dim)
-        params = {}
-    if n:
-        index.add(vectors)
-    return index, {"type": kind, "params": params, "requested": settings.index_type}
-
-
-def _training_sample(vectors: np.ndarray, limit: int) -> np.ndarray:
-    """At most `limit` rows, spread over the whole matrix (same rows on every build)."""
-    n = vectors.shape[0]
-    if n <= limit:
-        return vectors
-    rows = np.sort(np.random.default_rng(0).choice(n, size=limit, replace=False))
-    return np.ascontiguousarray(vectors[rows])
-
-
-def _tune(index: faiss.Index, settings: Settings) -> None:
-    """Apply the search-time knobs of the settings (they may differ from build time)."""
-    import faiss
-
-    if isinstance(index, faiss.IndexHNSW):
-        index.hnsw.efSearch = settings.hnsw_ef_search
-    elif isinstance(index, faiss.IndexIVF):
-        index.nprobe = settings.ivf_nprobe

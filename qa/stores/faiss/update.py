@@ -20,7 +20,8 @@ from qa.config import Settings
 from qa.errors import QAError
 from qa.stores.base import IndexUpdate, Previous, Written
 from qa.stores.bm25 import INFO as BM25_INFO
-from qa.stores.faiss.store import FaissStore, resolve_index_type
+from qa.stores.faiss.index import resolve_index_type
+from qa.stores.faiss.store import FaissStore
 from qa.stores.folder import build_differences, read_manifest
 from qa.types import Chunk, Document
 
