@@ -79,30 +79,30 @@ def main() -> int:
         ensure_venv(args.venv)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="qa-peers-") as tmp:
-        data = Path(tmp) / "data"
-        n_docs, gold = prepare(args.dataset, data, args.limit)
-        for system in systems:
-            python = sys.executable if system == "qa" else str(args.venv / "bin" / "python")
-            results.append(
-                run_system(system, python, data, Path(tmp) / system, gold, n_docs=n_docs, args=args)
-            )
-    report = {
+    results: list[dict[str, Any]] = []
+    report: dict[str, Any] = {
         "command": " ".join(["bench/peers.py", *sys.argv[1:]]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "load_before": [round(x, 2) for x in load_before],
-        "load_after": [round(x, 2) for x in os.getloadavg()],
-        "seconds": round(time.perf_counter() - started, 1),
-        "documents": n_docs,
-        "queries": len(gold),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    with tempfile.TemporaryDirectory(prefix="qa-peers-") as tmp:
+        data = Path(tmp) / "data"
+        n_docs, gold = prepare(args.dataset, data, args.limit)
+        report.update(documents=n_docs, queries=len(gold))
+        for system in systems:
+            python = sys.executable if system == "qa" else str(args.venv / "bin" / "python")
+            results.append(
+                run_system(system, python, data, Path(tmp) / system, gold, n_docs=n_docs, args=args)
+            )
+            # Written after each system, so a long run stopped early keeps what it measured.
+            report["load_after"] = [round(x, 2) for x in os.getloadavg()]
+            report["seconds"] = round(time.perf_counter() - started, 1)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
     return 0
 
