@@ -12,15 +12,22 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from qa.config import Settings
 from qa.pipeline import Pipeline
+from qa.server.admission import Gate, cpu_cores
 
 LOADING = "The index and the embedding model are still loading; try again in a few seconds."
 
 
 class AppState:
-    """Readiness: the pipeline once loaded, or the reason there is none yet."""
+    """Readiness (the pipeline once loaded, or the reason there is none yet) and the gate
+    every CPU-bound request step passes (one worker per core, a bounded queue)."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline | None) -> None:
         self.settings = settings
+        self.gate = Gate(
+            workers=cpu_cores(),
+            queue_limit=settings.queue_limit,
+            retry_after=settings.retry_after,
+        )
         self.pipeline: Pipeline | None = None
         self.reason = LOADING
         self.counts = (0, 0)
@@ -41,8 +48,9 @@ def app_state(app: FastAPI) -> AppState:
     return state
 
 
-def ready_pipeline(request: Request) -> Pipeline:
+async def ready_pipeline(request: Request) -> Pipeline:
     """The loaded pipeline (the dependency of every API route), or 503 with the reason."""
+    # async: a sync dependency would cost every request a hop through the thread pool.
     state = app_state(request.app)
     if state.pipeline is None:
         raise HTTPException(503, state.reason, headers={"Retry-After": "5"})
@@ -50,3 +58,11 @@ def ready_pipeline(request: Request) -> Pipeline:
 
 
 Ready = Annotated[Pipeline, Depends(ready_pipeline)]
+
+
+def gate_of(request: Request) -> Gate:
+    """The app's admission gate."""
+    return app_state(request.app).gate
+
+
+Work = Annotated[Gate, Depends(gate_of)]
