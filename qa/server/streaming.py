@@ -10,6 +10,7 @@ drives every streaming route; an `SSEEncoder` decides what each event looks like
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -112,7 +113,10 @@ async def stream_events(
     finally:
         close = getattr(events, "close", None)  # a generator: stop it where it is
         if close is not None:
-            close()
+            # ValueError "generator already executing": the client left while a step ran on a
+            # worker (that step cannot be interrupted); the generator is closed when collected.
+            with contextlib.suppress(ValueError):
+                close()
     end = encoder.end()
     if end:
         yield end
