@@ -78,8 +78,9 @@ class Pipeline:
             report = build_index(settings, embedder=embedder, progress=progress)
             log.info("Index built: %s", report)
             store = open_store(settings)
-        # Load the model now, not on the first question.
-        embedder.embed_query("warm up")
+        # Load the model's weights now, not on the first question (`dim` reads them); running
+        # it once more ("warm up") cost start-up ~0.3-1 s that the first question pays anyway.
+        embedder.dim  # noqa: B018
         from qa.stores.calibration import apply_calibration
 
         return cls(apply_calibration(settings), store=store, embedder=embedder)
