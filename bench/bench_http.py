@@ -196,7 +196,9 @@ def memory_mb(pid: int) -> dict[str, float]:
     return fields
 
 
-def run(requests: int, clients: list[int], *, unseen: float, malformed: float) -> dict[str, Any]:
+def run(
+    requests: int, clients: list[int], *, unseen: float = 1 / 3, malformed: float = 0.1
+) -> dict[str, Any]:
     """Start-up times and /ask load at each concurrency level, against a fresh demo index."""
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
     questions = [q for q in questions if q.strip()]

@@ -9,6 +9,7 @@ request that must be shed.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -163,3 +164,54 @@ def test_a_stream_admitted_is_never_cut_by_a_full_queue(
             assert refused.status_code == 503
         body = stream.read().decode()
     assert "event: answer" in body and "197" in body
+
+
+class SilentLLM:
+    """A socket that accepts an LLM request and answers nothing until released (then closes)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            self.asked.set()
+            self.release.wait(120)
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+
+def test_an_answerer_waiting_on_its_llm_holds_no_worker(
+    demo_settings: Settings, demo_pipeline: Pipeline
+) -> None:
+    """openai-chat retrieves on the gate, then waits for the LLM off it: with the only worker
+    free again and a queue bound of 0, an extractive question is still answered."""
+    llm = SilentLLM()
+    settings = demo_settings.model_copy(
+        update={"queue_limit": 0, "llm_base_url": llm.url, "llm_max_retries": 0}
+    )
+    pipeline = Pipeline(settings, store=demo_pipeline.store, embedder=demo_pipeline.embedder)
+    app = one_core_app(settings, pipeline)
+    gate = app_state(app).gate
+    try:
+        with LiveServer(app) as live, ThreadPoolExecutor(1) as pool:
+            body = {"question": QUESTION, "answerer": "openai-chat"}
+            waiting = post_in_background(pool, live.url, "/ask", body)
+            assert llm.asked.wait(120), "the LLM was never asked"
+            wait_for(lambda: gate.pending == 0, what="retrieval to leave the worker")
+            r = httpx.post(live.url + "/ask", json={"question": QUESTION}, timeout=120)
+            assert r.status_code == 200, r.text
+            assert "197" in r.json()["answer"]
+            llm.release.set()
+            assert waiting.result(timeout=120).status_code == 502
+    finally:
+        llm.close()

@@ -58,7 +58,7 @@ from qa.server.openai_compat import (
     qa_error_fields,
 )
 from qa.server.state import LOADING as LOADING  # re-exported: the 503 message tests check
-from qa.server.state import AppState, Ready, Work, app_state
+from qa.server.state import AppState, Ready, Work, answer, app_state, cpu_bound
 from qa.server.streaming import AskEncoder, EventStream, event_stream
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,8 @@ def _api_router(settings: Settings) -> APIRouter:
     async def ask(body: AskIn, pipeline: Ready, gate: Work) -> dict[str, Any]:
         """Answer a question (a follow-up when history is given) with cited spans."""
         pipeline.check_question(body.question)  # a blank question is a 422, even when busy
-        answer = await gate.run(pipeline.ask, body.question, **body.ask_kwargs())
-        return answer.to_dict()
+        result = await answer(gate, pipeline, body.question, **body.ask_kwargs())
+        return result.to_dict()
 
     @router.post(
         "/ask/stream",
@@ -163,8 +163,10 @@ def _api_router(settings: Settings) -> APIRouter:
     async def ask_stream(body: AskIn, pipeline: Ready, gate: Work) -> EventStream:
         """Like POST /ask, streamed: the passages, then the answer text, then the Answer."""
         pipeline.check_question(body.question)
-        events = pipeline.ask_stream(body.question, **body.ask_kwargs())
-        return await event_stream(events, status_for, AskEncoder(), gate)
+        kwargs = body.ask_kwargs()
+        events = pipeline.ask_stream(body.question, **kwargs)
+        on_cpu = cpu_bound(pipeline, kwargs.get("answerer"))
+        return await event_stream(events, status_for, AskEncoder(), gate, cpu_bound=on_cpu)
 
     @router.get(
         "/search",

@@ -31,7 +31,7 @@ from qa.server.openai_models import (
     ModelsOut,
     OpenAIErrorOut,
 )
-from qa.server.state import Ready, Work
+from qa.server.state import Ready, Work, answer, cpu_bound
 from qa.server.streaming import event_stream, sse
 from qa.types import Answer
 
@@ -214,10 +214,13 @@ def openai_router(
         pipeline.check_question(question)  # invalid input is a 400, even when busy
         completion = Completion.new(body.model)
         if not body.stream:
-            answer = await gate.run(pipeline.ask, question, history=history, answerer=answerer)
-            return completion.body(answer)
+            result = await answer(gate, pipeline, question, history=history, answerer=answerer)
+            return completion.body(result)
         events = pipeline.ask_stream(question, history=history, answerer=answerer)
-        return await event_stream(events, status_for, ChunkEncoder(completion), gate)
+        on_cpu = cpu_bound(pipeline, answerer)
+        return await event_stream(
+            events, status_for, ChunkEncoder(completion), gate, cpu_bound=on_cpu
+        )
 
     return router
 

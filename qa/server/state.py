@@ -6,13 +6,15 @@ reason (and Retry-After) until it is loaded.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from qa.config import Settings
 from qa.pipeline import Pipeline
 from qa.server.admission import Gate, cpu_cores
+from qa.types import Answer
 
 LOADING = "The index and the embedding model are still loading; try again in a few seconds."
 
@@ -79,3 +81,17 @@ def gate_of(request: Request) -> Gate:
 
 
 Work = Annotated[Gate, Depends(gate_of)]
+
+
+def cpu_bound(pipeline: Pipeline, answerer: str | None) -> bool:
+    """Whether the answer step of this answerer works the CPU (else it waits on a backend)."""
+    return bool(getattr(pipeline.answerer(answerer), "cpu_bound", True))
+
+
+async def answer(gate: Gate, pipeline: Pipeline, question: str, **options: Any) -> Answer:
+    """`pipeline.ask` on the gate's workers; an answerer that waits on a backend (an LLM) gets
+    only its retrieval there and waits in the ordinary thread pool, holding no core's worker."""
+    if cpu_bound(pipeline, options.get("answerer")):
+        return await gate.run(pipeline.ask, question, **options)
+    prepared = await gate.run(pipeline.prepare, question, **options)
+    return await run_in_threadpool(pipeline.complete, prepared, options.get("history", ()))

@@ -11,12 +11,14 @@ drives every streaming route; an `SSEEncoder` decides what each event looks like
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from qa import errors
 from qa.pipeline import StreamEvent
@@ -77,16 +79,24 @@ async def event_stream(
     status_for: Callable[[errors.QAError], int],
     encoder: SSEEncoder,
     gate: Gate,
+    *,
+    cpu_bound: bool = True,
 ) -> EventStream:
     """The streaming response of `events`, whose first step runs before the response starts.
 
     That step validates and retrieves, so its errors (and Overloaded) still get a real status.
+    The later steps run on the gate too when `cpu_bound`, else (an answerer waiting on an LLM)
+    in the ordinary thread pool.
     """
     first = await gate.run(next, events, None)
     if first is None:
         raise RuntimeError("the pipeline streamed no event")
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(stream_events(first, events, status_for, encoder, gate), headers=headers)
+    if cpu_bound:
+        step = functools.partial(gate.run, next, events, None, admit=False)
+    else:
+        step = functools.partial(run_in_threadpool, next, events, None)
+    return EventStream(stream_events(first, events, status_for, encoder, step), headers=headers)
 
 
 async def stream_events(
@@ -94,7 +104,7 @@ async def stream_events(
     events: Iterator[StreamEvent],
     status_for: Callable[[errors.QAError], int],
     encoder: SSEEncoder,
-    gate: Gate,
+    step: Callable[[], Awaitable[StreamEvent | None]],
 ) -> AsyncIterator[bytes]:
     """Encode `first` and then the rest of `events`; a QAError becomes the encoder's error."""
     try:
@@ -103,7 +113,7 @@ async def stream_events(
             data = encoder.event(event)
             if data:
                 yield data
-            event = await gate.run(next, events, None, admit=False)
+            event = await step()
     except errors.QAError as exc:
         yield encoder.error(str(exc), status_for(exc))
     except Exception:
