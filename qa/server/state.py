@@ -75,8 +75,8 @@ async def ready_pipeline(request: Request) -> Pipeline:
 Ready = Annotated[Pipeline, Depends(ready_pipeline)]
 
 
-def gate_of(request: Request) -> Gate:
-    """The app's admission gate."""
+async def gate_of(request: Request) -> Gate:
+    """The app's admission gate (async, like `ready_pipeline`: no thread-pool hop)."""
     return app_state(request.app).gate
 
 
