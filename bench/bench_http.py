@@ -161,9 +161,9 @@ async def load(
                 else:
                     bad_ok += 1
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(clients)))
-        wall = time.perf_counter() - t0
+        wall, client_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     q = (
         statistics.quantiles(latencies, n=100, method="inclusive")
         if len(latencies) > 1
@@ -190,6 +190,8 @@ async def load(
         else None,
         "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
         "throughput_rps": round(len(latencies) / wall, 1),
+        # The load generator shares the machine: its CPU is CPU the server did not get.
+        "client_cpu_share": round(client_cpu / wall, 2),
     }
 
 
