@@ -1,10 +1,13 @@
 """HTTP benchmark: `qa serve` start-up to /readyz, then POST /ask latency under concurrent load.
 
 Runs the real `qa serve` in a subprocess on a free loopback port (the extractive answerer, the
-demo corpus, an index in a temporary folder), then drives /ask with an async httpx loop at 1, 8
-and 32 concurrent clients: p50/p95/p99 latency, throughput and errors. Writes bench/out/http.json.
+demo corpus, an index in a temporary folder), warms it up, then drives /ask with an async httpx
+loop at 1, 8 and 32 concurrent clients: a third of the questions never asked before, a tenth
+malformed (each must get 422). Reports p50/p95/p99 latency of the answered ones, throughput,
+the 503s shed by the bounded queue (with Retry-After), errors (anything else), and the server's
+RSS at ready and after the load. Writes bench/out/http.json.
 
-    .venv/bin/python bench/bench_http.py [--requests 400] [--clients 1 8 32]
+    .venv/bin/python bench/bench_http.py [--requests 2000] [--clients 1 8 32]
 """
 
 from __future__ import annotations
@@ -87,32 +90,80 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-async def load(url: str, questions: list[str], clients: int, total: int) -> dict[str, Any]:
-    """`total` POST /ask requests from `clients` concurrent workers."""
+MALFORMED: list[dict[str, Any]] = [  # each must be answered 422, never shed or failed
+    {"json": {}},
+    {"json": {"question": ""}},
+    {"json": {"question": "   "}},
+    {"json": {"question": 5}},
+    {"content": b'{"question": "unclosed', "headers": {"content-type": "application/json"}},
+]
+
+
+def request_mix(questions: list[str], total: int, *, unseen: float, malformed: float) -> list[Any]:
+    """`total` request bodies: a share never asked before (a unique question, so no cache
+    helps), a share malformed (each must get 422), the rest from the demo questions."""
+    out: list[Any] = []
+    n_unseen, n_bad = round(total * unseen), round(total * malformed)
+    for i in range(total):
+        # Spread the kinds evenly over the run (i * share crosses an integer n times).
+        if (i + 1) * n_bad // total != i * n_bad // total:
+            out.append(MALFORMED[i % len(MALFORMED)])
+        elif (i + 1) * n_unseen // total != i * n_unseen // total:
+            q = questions[i % len(questions)]
+            out.append({"json": {"question": f"{q.rstrip('?')}, asked as number {i}?"}})
+        else:
+            out.append({"json": {"question": questions[i % len(questions)]}})
+    return out
+
+
+async def load(
+    url: str,
+    questions: list[str],
+    clients: int,
+    total: int,
+    *,
+    unseen: float = 0.0,
+    malformed: float = 0.0,
+) -> dict[str, Any]:
+    """`total` POST /ask requests from `clients` concurrent workers.
+
+    Latency percentiles are over the answered (200) requests; 503s with Retry-After are shed
+    (counted, not errors); a malformed request must get 422; anything else is an error.
+    """
     latencies: list[float] = []
+    inside: list[float] = []  # the server's own `timings_ms.total` (retrieve + answer)
     errors: list[str] = []
+    shed = bad_ok = 0
+    bodies = request_mix(questions, total, unseen=unseen, malformed=malformed)
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
         async def worker() -> None:
+            nonlocal shed, bad_ok
             for i in counter:
-                body = {"question": questions[i % len(questions)]}
+                body = bodies[i]
+                expect = 422 if any(body is m for m in MALFORMED) else 200
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/ask", json=body)
-                    ok = r.status_code == 200
-                    if not ok:
-                        errors.append(f"{r.status_code}: {r.text[:120]}")
+                    r = await client.post("/ask", **body)
                 except httpx.HTTPError as exc:
-                    ok = False
                     errors.append(repr(exc))
-                if ok:
-                    latencies.append((time.perf_counter() - t0) * 1000)
+                    continue
+                ms = (time.perf_counter() - t0) * 1000
+                if r.status_code == 503 and "retry-after" in r.headers:
+                    shed += 1
+                elif r.status_code != expect:
+                    errors.append(f"{r.status_code} (expected {expect}): {r.text[:120]}")
+                elif expect == 200:
+                    latencies.append(ms)
+                    inside.append(r.json()["timings_ms"]["total"])
+                else:
+                    bad_ok += 1
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(clients)))
-        wall = time.perf_counter() - t0
+        wall, client_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     q = (
         statistics.quantiles(latencies, n=100, method="inclusive")
         if len(latencies) > 1
@@ -121,17 +172,42 @@ async def load(url: str, questions: list[str], clients: int, total: int) -> dict
     return {
         "clients": clients,
         "requests": total,
+        "unseen_share": unseen,
+        "malformed_share": malformed,
+        "answered": len(latencies),
+        "rejected_422": bad_ok,
+        "shed_503": shed,
         "errors": len(errors),
         "error_samples": errors[:3],
         "p50_ms": round(q[49], 2),
         "p95_ms": round(q[94], 2),
         "p99_ms": round(q[98], 2),
+        "max_ms": round(max(latencies), 2) if latencies else None,
+        # Time in the pipeline itself; the rest of p50/p99 is the queue, HTTP and the client.
+        "pipeline_p50_ms": round(statistics.median(inside), 2) if inside else None,
+        "pipeline_p99_ms": round(statistics.quantiles(inside, n=100)[98], 2)
+        if len(inside) > 1
+        else None,
         "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
         "throughput_rps": round(len(latencies) / wall, 1),
+        # The load generator shares the machine: its CPU is CPU the server did not get.
+        "client_cpu_share": round(client_cpu / wall, 2),
     }
 
 
-def run(requests: int, clients: list[int]) -> dict[str, Any]:
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process now (VmRSS) and at its peak (VmHWM), in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
+def run(
+    requests: int, clients: list[int], *, unseen: float = 1 / 3, malformed: float = 0.1
+) -> dict[str, Any]:
     """Start-up times and /ask load at each concurrency level, against a fresh demo index."""
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
     questions = [q for q in questions if q.strip()]
@@ -144,11 +220,15 @@ def run(requests: int, clients: list[int]) -> dict[str, Any]:
     warm, proc, url = time_to_ready(tmp / "index", log)
     print(f"ready with the index: {warm:.2f} s", flush=True)
     try:
-        asyncio.run(load(url, questions, 4, 40))  # warm-up, not measured
+        memory = {"ready": memory_mb(proc.pid)}
+        asyncio.run(load(url, questions, 4, 200))  # warm-up, not measured
         runs = []
         for n in clients:
-            runs.append(asyncio.run(load(url, questions, n, requests)))
+            runs.append(
+                asyncio.run(load(url, questions, n, requests, unseen=unseen, malformed=malformed))
+            )
             print(f"{n} clients done", flush=True)
+        memory["after_load"] = memory_mb(proc.pid)
     finally:
         stop(proc)
     shutil.rmtree(tmp, ignore_errors=True)  # kept (with serve.log) when something failed
@@ -157,30 +237,46 @@ def run(requests: int, clients: list[int]) -> dict[str, Any]:
         "corpus": "corpus/ (demo)",
         "questions": len(questions),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "serve_to_ready_s": {"existing_index": round(warm, 2), "building_index": round(cold, 2)},
+        "memory_mb": memory,
         "ask": runs,
     }
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return "unknown"
 
 
 def print_table(result: dict[str, Any]) -> None:
     warm, cold = (result["serve_to_ready_s"][k] for k in ("existing_index", "building_index"))
     load = result["load_average_1min"]
-    print(f"1-min load average {load['before']:.1f} before, {load['after']:.1f} after")
+    print(f"{result['cpu_model']}; 1-min load average {load['before']:.1f} before, "
+          f"{load['after']:.1f} after")  # fmt: skip
     print(f"qa serve -> /readyz 200: {warm:.2f} s with an index, {cold:.2f} s building it first")
-    print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'p99 ms':>8} {'req/s':>7}")  # fmt: skip
+    mem = result["memory_mb"]
+    print(f"RSS MB: {mem['ready']['VmRSS']:.0f} at ready, {mem['after_load']['VmRSS']:.0f} after "
+          f"the load (peak {mem['after_load']['VmHWM']:.0f})")  # fmt: skip
+    print(f"{'clients':>7} {'requests':>8} {'200':>5} {'422':>4} {'shed':>5} {'errors':>6} "
+          f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7}")  # fmt: skip
     for r in result["ask"]:
-        print(f"{r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['p50_ms']:>8.1f} "
-              f"{r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f}")  # fmt: skip
+        print(f"{r['clients']:>7} {r['requests']:>8} {r['answered']:>5} {r['rejected_422']:>4} "
+              f"{r['shed_503']:>5} {r['errors']:>6} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
+              f"{r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f}")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--unseen", type=float, default=1 / 3, help="share of new questions")
+    parser.add_argument("--malformed", type=float, default=0.1, help="share of bad bodies (422)")
     args = parser.parse_args()
-    result = run(args.requests, args.clients)
+    result = run(args.requests, args.clients, unseen=args.unseen, malformed=args.malformed)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)

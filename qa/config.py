@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     max_question_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Requests run on one worker per core; at most this many wait for one, later ones get 503
+    # with Retry-After (seconds) instead of an unbounded wait (qa/server/admission.py).
+    queue_limit: int = Field(16, ge=0)
+    retry_after: int = Field(1, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

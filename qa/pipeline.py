@@ -78,8 +78,9 @@ class Pipeline:
             report = build_index(settings, embedder=embedder, progress=progress)
             log.info("Index built: %s", report)
             store = open_store(settings)
-        # Load the model now, not on the first question.
-        embedder.embed_query("warm up")
+        # Load the model's weights now, not on the first question (`dim` reads them); running
+        # it once more ("warm up") cost start-up ~0.3-1 s that the first question pays anyway.
+        embedder.dim  # noqa: B018
         from qa.stores.calibration import apply_calibration
 
         return cls(apply_calibration(settings), store=store, embedder=embedder)
@@ -144,7 +145,7 @@ class Pipeline:
 
     # -- asking ----------------------------------------------------------------------------
 
-    def _prepare(self, question: str, history: Sequence[Turn], options: AskOptions) -> _Prepared:
+    def _prepare(self, question: str, history: Sequence[Turn], options: AskOptions) -> Prepared:
         t0 = time.perf_counter()
         text = self.check_question(question)
         answerer = self.answerer(options.answerer)
@@ -162,7 +163,7 @@ class Pipeline:
         retrieval = self.retriever.explain(standalone, k)
         passages = pack(retrieval.passages, budget) if packs else retrieval.passages
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
-        return _Prepared(
+        return Prepared(
             text=text,
             standalone=standalone,
             answerer=answerer,
@@ -173,14 +174,14 @@ class Pipeline:
             t0=t0,
         )
 
-    def _answer_kwargs(self, prepared: _Prepared, history: Sequence[Turn]) -> dict[str, Any]:
+    def _answer_kwargs(self, prepared: Prepared, history: Sequence[Turn]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"history": tuple(history)}
         if prepared.budget is not None:
             kwargs["context_tokens"] = prepared.budget
         return kwargs
 
     @staticmethod
-    def _finish(answer: Answer, prepared: _Prepared, t_answer: float) -> Answer:
+    def _finish(answer: Answer, prepared: Prepared, t_answer: float) -> Answer:
         now = time.perf_counter()
         timings = prepared.timings
         timings["answer"] = (now - t_answer) * 1000
@@ -210,7 +211,24 @@ class Pipeline:
         `explain` attaches every retrieval candidate with its scores to the Answer.
         """
         options = AskOptions(top_k, answerer, context_tokens, explain)
-        prepared = self._prepare(question, history, options)
+        return self.complete(self._prepare(question, history, options), history)
+
+    def prepare(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        top_k: int | None = None,
+        answerer: str | None = None,
+        context_tokens: int | None = None,
+        explain: bool = False,
+    ) -> Prepared:
+        """The first half of `ask`: check the question, rewrite a follow-up, retrieve."""
+        options = AskOptions(top_k, answerer, context_tokens, explain)
+        return self._prepare(question, history, options)
+
+    def complete(self, prepared: Prepared, history: Sequence[Turn] = ()) -> Answer:
+        """The second half of `ask`: the answer step over the prepared passages."""
         t_answer = time.perf_counter()
         impl = prepared.answerer
         result = impl.answer(
@@ -268,7 +286,9 @@ class AskOptions:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """A question checked and retrieved for, waiting for its answer step (`Pipeline.complete`)."""
+
     text: str
     standalone: str
     answerer: Answerer

@@ -17,6 +17,7 @@ Public API: `Span`, `split_sentences`, `locate`, `content_terms`, `support_score
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterable
@@ -55,6 +56,7 @@ class Span:
     end: int
 
 
+@functools.lru_cache(maxsize=1 << 10)  # the answerer splits the same windows per question
 def split_sentences(text: str) -> tuple[Span, ...]:
     """Sentences (and ';'-separated list items, and lines) of `text` with exact char offsets.
 
@@ -143,6 +145,10 @@ def _normalise_with_index(text: str) -> tuple[str, list[int]]:
     return "".join(out), index
 
 
+# Memoised: the answerer stems every word of every retrieved sentence for every question,
+# and the same words and sentences come back (a third of an /ask's time before; bench/README.md).
+# Bounded, so a server's memory stays flat whatever it is asked.
+@functools.lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
     """A small deterministic suffix stripper: 'issued'/'issue', 'policies'/'policy' match."""
     w = word.lower()
@@ -164,7 +170,12 @@ def stem(word: str) -> str:
 
 def content_terms(text: str) -> list[str]:
     """Stemmed, lower-cased words of `text` minus stopwords, in order (duplicates kept)."""
-    return [stem(w) for w in _WORD.findall(text) if w.lower() not in STOPWORDS]
+    return list(_content_terms(text))
+
+
+@functools.lru_cache(maxsize=1 << 13)
+def _content_terms(text: str) -> tuple[str, ...]:
+    return tuple(stem(w) for w in _WORD.findall(text) if w.lower() not in STOPWORDS)
 
 
 def support_score(claim: str, evidence: str) -> float:

@@ -57,6 +57,9 @@ class OpenAIChatAnswerer:
     description = DESCRIPTION
     # The pipeline hands over as many ranked passages as fit `context_tokens` (per request).
     packs_context = True
+    # It mostly waits for the LLM server: the HTTP server runs its answer step off the
+    # one-per-core workers, so a slow LLM never holds a core's worker (qa.server.admission).
+    cpu_bound = False
 
     def __init__(
         self,

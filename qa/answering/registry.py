@@ -50,7 +50,8 @@ class Answerer(Protocol):
 
     An answerer that sets `packs_context = True` is handed as many ranked passages as fit the
     token budget and also receives it as `context_tokens=` (a per-request override included);
-    the others get the top_k passages.
+    the others get the top_k passages. One that mostly waits on a backend (an LLM server) sets
+    `cpu_bound = False`, so `qa serve` runs its answer step off the one-per-core workers.
     """
 
     name: str

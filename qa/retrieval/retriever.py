@@ -15,6 +15,7 @@ or dropped.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -223,9 +224,8 @@ class _Shingles:
         self.sizes: dict[str, int] = {}
 
     @staticmethod
-    def of(text: str) -> set[tuple[str, ...]]:
-        words = _WORD.findall(text.lower())
-        return set(zip(words, words[1:], words[2:], strict=False))
+    def of(text: str) -> frozenset[tuple[str, ...]]:
+        return _trigrams(text)
 
     def add(self, cid: str, text: str) -> None:
         grams = self.of(text)
@@ -244,6 +244,12 @@ class _Shingles:
             if n >= DUPLICATE_CONTAINMENT * max(1, min(len(mine), self.sizes[owner])):
                 return owner
         return None
+
+
+@functools.lru_cache(maxsize=1 << 9)  # the same chunks come back question after question
+def _trigrams(text: str) -> frozenset[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return frozenset(zip(words, words[1:], words[2:], strict=False))
 
 
 def _overlapping(chunk: Chunk, same_doc: Sequence[Chunk]) -> str | None:

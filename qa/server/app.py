@@ -1,14 +1,17 @@
 """The FastAPI app: /ask, /ask/stream, /search, /documents, /answerers, /healthz, /readyz,
 and the OpenAI-compatible /v1/models and /v1/chat/completions (`qa.server.openai_compat`).
 
-Thin: parse the request into `qa.types`, call the Pipeline in a worker thread (retrieval is
-CPU-bound; the event loop stays free), convert the result to the wire models of `qa.server.models`.
+Thin: parse the request into `qa.types`, call the Pipeline on the admission gate's workers
+(retrieval and answering are CPU-bound: one worker per core, a bounded FIFO queue, the event
+loop stays free; `qa.server.admission`), convert the result to the wire models of
+`qa.server.models`.
 Errors become `{"detail": message}` with a status code, never a stack trace:
 
     InvalidQuestionError, bad JSON or types  422     UnknownAnswererError   400
     InvalidSpanError                         422     UnknownModelError      404
     DocumentNotFoundError                    404     missing/wrong API key  401
     body over max_body_bytes                 413     index not loaded yet   503
+    queue full (queue_limit; Retry-After)    503
     Corpus/IndexNotFound/IndexMismatchError  503     BackendError           502
     BackendTimeoutError                      504     ConfigError            500
 
@@ -32,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qa import errors
 from qa.config import Settings
 from qa.pipeline import Pipeline
+from qa.server.admission import Overloaded
 from qa.server.limits import BodyLimitMiddleware, describe_validation_errors
 from qa.server.models import (
     SSE_EVENT_SCHEMA,
@@ -54,7 +58,7 @@ from qa.server.openai_compat import (
     qa_error_fields,
 )
 from qa.server.state import LOADING as LOADING  # re-exported: the 503 message tests check
-from qa.server.state import AppState, Ready, app_state
+from qa.server.state import AppState, Ready, Work, answer, app_state, cpu_bound
 from qa.server.streaming import AskEncoder, EventStream, event_stream
 
 log = logging.getLogger(__name__)
@@ -82,7 +86,7 @@ _DESCRIPTIONS = {
     413: "Request body over the size limit",
     422: "Invalid input: blank or over-long question, bad JSON, wrong types or bounds",
     502: "The answer backend (an LLM server) failed or is unreachable",
-    503: "No index loaded yet, or none could be built",
+    503: "No index loaded yet, or none could be built; or the server is busy (Retry-After)",
     504: "The answer backend did not answer in time",
 }
 
@@ -108,7 +112,7 @@ def _auth(settings: Settings) -> list[Any]:
     bearer = HTTPBearer(auto_error=False, description="The server's QA_API_KEY.")
     challenge = {"WWW-Authenticate": "Bearer"}
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:  # async: no thread-pool hop per request
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HTTPException(
@@ -136,10 +140,11 @@ def _api_router(settings: Settings) -> APIRouter:
         response_model_exclude_unset=True,
         responses=_errors(400, 502, 504, *shown),
     )
-    def ask(body: AskIn, pipeline: Ready) -> dict[str, Any]:
+    async def ask(body: AskIn, pipeline: Ready, gate: Work) -> dict[str, Any]:
         """Answer a question (a follow-up when history is given) with cited spans."""
-        answer = pipeline.ask(body.question, **body.ask_kwargs())
-        return answer.to_dict()
+        pipeline.check_question(body.question)  # a blank question is a 422, even when busy
+        result = await answer(gate, pipeline, body.question, **body.ask_kwargs())
+        return result.to_dict()
 
     @router.post(
         "/ask/stream",
@@ -155,10 +160,13 @@ def _api_router(settings: Settings) -> APIRouter:
             **_errors(400, 502, 504, *shown),
         },
     )
-    async def ask_stream(body: AskIn, pipeline: Ready) -> EventStream:
+    async def ask_stream(body: AskIn, pipeline: Ready, gate: Work) -> EventStream:
         """Like POST /ask, streamed: the passages, then the answer text, then the Answer."""
-        events = pipeline.ask_stream(body.question, **body.ask_kwargs())
-        return await event_stream(events, status_for, AskEncoder())
+        pipeline.check_question(body.question)
+        kwargs = body.ask_kwargs()
+        events = pipeline.ask_stream(body.question, **kwargs)
+        on_cpu = cpu_bound(pipeline, kwargs.get("answerer"))
+        return await event_stream(events, status_for, AskEncoder(), gate, cpu_bound=on_cpu)
 
     @router.get(
         "/search",
@@ -166,8 +174,9 @@ def _api_router(settings: Settings) -> APIRouter:
         response_model_exclude_unset=True,
         responses=_errors(*shown),
     )
-    def search(
+    async def search(
         pipeline: Ready,
+        gate: Work,
         q: Annotated[
             str,
             # The pattern documents "not blank"; the pipeline checks it, with its own message.
@@ -179,7 +188,8 @@ def _api_router(settings: Settings) -> APIRouter:
         ] = False,
     ) -> dict[str, Any]:
         """The passages retrieved for a question, as `qa search --json` prints them."""
-        retrieval = pipeline.explain(q, k=k)
+        pipeline.check_question(q)
+        retrieval = await gate.run(pipeline.explain, q, k=k)
         return retrieval.to_dict(q, explain=explain)
 
     @router.get(
@@ -251,6 +261,12 @@ async def _qa_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, status_for(exc), str(exc), fields=dict(qa_error_fields(exc)))
 
 
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Overloaded)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return _error(request, 503, str(exc), headers=headers, fields={"code": "overloaded"})
+
+
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = exc.errors()
@@ -309,6 +325,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, payload=_limit_payload
     )
     app.add_exception_handler(errors.QAError, _qa_error)
+    app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(_api_router(settings))

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from qa import errors
 from qa.pipeline import StreamEvent
@@ -32,7 +31,7 @@ from qa.server.openai_models import (
     ModelsOut,
     OpenAIErrorOut,
 )
-from qa.server.state import Ready
+from qa.server.state import Ready, Work, answer, cpu_bound
 from qa.server.streaming import event_stream, sse
 from qa.types import Answer
 
@@ -54,7 +53,7 @@ _DESCRIPTIONS = {
     404: "Unknown model (the message lists the available ones)",
     413: "Request body over the size limit",
     502: "The answer backend (an LLM server) failed or is unreachable",
-    503: "No index loaded yet, or none could be built",
+    503: "No index loaded yet, or none could be built; or the server is busy (Retry-After)",
     504: "The answer backend did not answer in time",
 }
 
@@ -208,18 +207,20 @@ def openai_router(
             **_responses(400, 401, 404, 413, 502, 503, 504),
         },
     )
-    async def chat_completions(body: ChatCompletionIn, pipeline: Ready) -> Any:
+    async def chat_completions(body: ChatCompletionIn, pipeline: Ready, gate: Work) -> Any:
         """Answer the last user message (earlier ones are the history), OpenAI-style."""
         answerer = answerer_for(body.model, pipeline.answerers())
         question, history = body.conversation()
+        pipeline.check_question(question)  # invalid input is a 400, even when busy
         completion = Completion.new(body.model)
         if not body.stream:
-            answer = await run_in_threadpool(
-                pipeline.ask, question, history=history, answerer=answerer
-            )
-            return completion.body(answer)
+            result = await answer(gate, pipeline, question, history=history, answerer=answerer)
+            return completion.body(result)
         events = pipeline.ask_stream(question, history=history, answerer=answerer)
-        return await event_stream(events, status_for, ChunkEncoder(completion))
+        on_cpu = cpu_bound(pipeline, answerer)
+        return await event_stream(
+            events, status_for, ChunkEncoder(completion), gate, cpu_bound=on_cpu
+        )
 
     return router
 

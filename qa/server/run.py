@@ -34,11 +34,7 @@ def load_in_background(
         try:
             pipeline = Pipeline.load(settings, build_if_missing=build_if_missing, progress=True)
             pipeline.answerer()  # create the default answerer now, not on the first question
-            # Concurrent requests are the parallelism now: one OpenMP thread per FAISS search
-            # was 2-4x faster than two on 2 cores (bench/README.md); builds above used both.
-            import faiss
-
-            faiss.omp_set_num_threads(1)
+            single_threaded_kernels()
         except QAError as exc:
             log.error("Cannot answer questions: %s", exc)
             state.failed(f"{exc} Then restart `qa serve`.")
@@ -60,6 +56,20 @@ def load_in_background(
     thread = threading.Thread(target=run, name="qa-load", daemon=True)
     thread.start()
     return thread
+
+
+def single_threaded_kernels() -> None:
+    """One thread per torch and FAISS call: requests are the parallelism (one worker per core).
+
+    With their default pools every request's kernels spread over all cores while the other
+    workers' do too: one MiniLM query was ~7x slower under co-tenancy than with 1 thread, one
+    FAISS search 2-4x (bench/README.md). Set after loading: an index build uses every core.
+    """
+    import faiss
+    import torch
+
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
 
 
 def serve(settings: Settings) -> None:

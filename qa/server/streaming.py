@@ -1,15 +1,20 @@
 """Server-sent events: the pipeline's StreamEvents encoded for POST /ask/stream or /v1 chunks.
 
-The pipeline's generator is synchronous and CPU-bound, so each step runs in a worker thread and
-the event loop stays free for other requests. One loop (`stream_events`) drives every streaming
-route; an `SSEEncoder` decides what each event looks like on the wire.
+The pipeline's generator is synchronous and CPU-bound, so each step runs on the admission gate's
+workers (`qa.server.admission`) and the event loop stays free for other requests. The first step
+(validation and retrieval) is admitted or shed like any request, before the response starts, so
+a full queue is a plain 503; the later steps of an admitted stream queue in order behind other
+work but are never refused, so a stream is not cut off midway. One loop (`stream_events`)
+drives every streaming route; an `SSEEncoder` decides what each event looks like on the wire.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from fastapi.responses import StreamingResponse
@@ -17,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from qa import errors
 from qa.pipeline import StreamEvent
+from qa.server.admission import Gate
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +78,25 @@ async def event_stream(
     events: Iterator[StreamEvent],
     status_for: Callable[[errors.QAError], int],
     encoder: SSEEncoder,
+    gate: Gate,
+    *,
+    cpu_bound: bool = True,
 ) -> EventStream:
     """The streaming response of `events`, whose first step runs before the response starts.
 
-    That step validates and retrieves, so its errors still get a real status code.
+    That step validates and retrieves, so its errors (and Overloaded) still get a real status.
+    The later steps run on the gate too when `cpu_bound`, else (an answerer waiting on an LLM)
+    in the ordinary thread pool.
     """
-    first = await run_in_threadpool(next, events, None)
+    first = await gate.run(next, events, None)
     if first is None:
         raise RuntimeError("the pipeline streamed no event")
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(stream_events(first, events, status_for, encoder), headers=headers)
+    if cpu_bound:
+        step = functools.partial(gate.run, next, events, None, admit=False)
+    else:
+        step = functools.partial(run_in_threadpool, next, events, None)
+    return EventStream(stream_events(first, events, status_for, encoder, step), headers=headers)
 
 
 async def stream_events(
@@ -89,6 +104,7 @@ async def stream_events(
     events: Iterator[StreamEvent],
     status_for: Callable[[errors.QAError], int],
     encoder: SSEEncoder,
+    step: Callable[[], Awaitable[StreamEvent | None]],
 ) -> AsyncIterator[bytes]:
     """Encode `first` and then the rest of `events`; a QAError becomes the encoder's error."""
     try:
@@ -97,7 +113,7 @@ async def stream_events(
             data = encoder.event(event)
             if data:
                 yield data
-            event = await run_in_threadpool(next, events, None)
+            event = await step()
     except errors.QAError as exc:
         yield encoder.error(str(exc), status_for(exc))
     except Exception:
@@ -107,7 +123,10 @@ async def stream_events(
     finally:
         close = getattr(events, "close", None)  # a generator: stop it where it is
         if close is not None:
-            close()
+            # ValueError "generator already executing": the client left while a step ran on a
+            # worker (that step cannot be interrupted); the generator is closed when collected.
+            with contextlib.suppress(ValueError):
+                close()
     end = encoder.end()
     if end:
         yield end

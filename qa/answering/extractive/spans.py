@@ -14,6 +14,7 @@ words the question and the sentence share.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from qa.answering.citations import STOPWORDS, Span, content_terms, stem
@@ -124,6 +125,12 @@ def question_type(question: str) -> str | None:
 
 def candidates(sentence: str, kind: str | None) -> list[Span]:
     """Spans of `sentence` that could answer a question of `kind` (longest matches win)."""
+    return list(_candidates(sentence, kind))
+
+
+# Memoised (bounded): every question scores the same retrieved sentences again.
+@functools.lru_cache(maxsize=1 << 13)
+def _candidates(sentence: str, kind: str | None) -> tuple[Span, ...]:
     found: list[Span] = []
     if kind in ("date", None):
         found += _matches(_DATE, sentence)
@@ -146,7 +153,7 @@ def candidates(sentence: str, kind: str | None) -> list[Span]:
     for span in sorted(found, key=lambda s: (-(s.end - s.start), s.start)):
         if all(span.end <= k.start or span.start >= k.end for k in kept):
             kept.append(span)
-    return sorted(kept, key=lambda s: s.start)
+    return tuple(sorted(kept, key=lambda s: s.start))
 
 
 def _matches(pattern: re.Pattern[str], text: str) -> list[Span]:
