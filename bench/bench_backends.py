@@ -215,7 +215,7 @@ def main() -> int:
         result["ndcg"] = ndcg(args.backends, args.work)
     result["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout
     result["uptime_after"] = result["uptime_after"].strip()
-    name = "backends-ndcg.json" if args.ndcg_only else "backends.json"
+    name = f"backends-ndcg-{'-'.join(args.backends)}.json" if args.ndcg_only else "backends.json"
     (OUT / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0

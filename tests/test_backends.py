@@ -80,6 +80,15 @@ def test_int8_is_close_but_its_own_vector_space(embedder, demo_chunks, export_di
     assert compatible_backends(("onnx-int8", "float32"), ("onnx-int8", "float32"))
 
 
+def test_backends_that_agree_share_one_vector_space() -> None:
+    from qa.embedding.backends import vector_space
+
+    # torch fp32's name, so embedding caches written before keep their rows.
+    assert vector_space("onnx", "float32") == vector_space("torch", "float32") == "torch|float32"
+    assert vector_space("openvino", "float32") == vector_space("torch", "bfloat16")
+    assert vector_space("onnx-int8", "float32") == "onnx-int8|float32"
+
+
 def test_auto_picks_a_backend_that_runs_here(embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from qa.config import load_settings
     from qa.embedding.backends import AUTO_ORDER, BACKENDS

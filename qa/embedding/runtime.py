@@ -106,9 +106,7 @@ class ExportedEmbedder:
         with self._lock:
             if self._run is not None:
                 return
-            from qa.embedding.models import resolve_model_path
-
-            path = resolve_model_path(self.name)
+            path = export.resolve_model_path(self.name)
             if Path(path).is_dir():
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from transformers import AutoTokenizer
