@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -189,7 +190,9 @@ def _export_fp32(model_path: str, path: Path) -> np.ndarray:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        with torch.inference_mode():
+        # The tracer warns about shapes it fixes; the probe check below is the real guard.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 encoder,
                 args,

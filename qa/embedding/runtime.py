@@ -30,12 +30,14 @@ Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def runtime_threads() -> int:
-    """Threads for one encoder call: one per core (measured on 2 cores in bench/README.md)."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    """Threads for one encoder call: one. Measured on a shared 2-core EPYC (bench/README.md),
+    one thread embedded passages as fast as two and questions 2.5x faster (two threads spin
+    against each other and the neighbours); concurrent requests use the other core."""
+    return 1
 
 
 def onnxruntime_runner(path: Path) -> Runner:
-    """An onnxruntime session over `path` (all graph optimisations, one thread per core)."""
+    """An onnxruntime session over `path` (all graph optimisations, `runtime_threads()`)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
