@@ -102,7 +102,9 @@ def check_options(*, backend: str, dtype: str, processes: int, device: str = "cp
 
 
 class SentenceTransformerEmbedder:
-    """sentence-transformers model, loaded on first use and shared by all threads."""
+    """sentence-transformers model on torch, loaded on first use and shared by all threads."""
+
+    backend = "torch"
 
     def __init__(
         self,
@@ -110,15 +112,13 @@ class SentenceTransformerEmbedder:
         *,
         device: str = "cpu",
         batch_size: int = 32,
-        backend: str = "torch",
         dtype: str = "float32",
         processes: int = 1,
     ) -> None:
-        check_options(backend=backend, dtype=dtype, processes=processes, device=device)
+        check_options(backend="torch", dtype=dtype, processes=processes, device=device)
         self.name = model
         self.device = device
         self.batch_size = batch_size
-        self.backend = backend
         self.dtype = dtype
         self.processes = processes
         self._model: SentenceTransformer | None = None
