@@ -146,10 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from qa.embedding.models import embedder_for
+    from qa.embedding.models import embedder_for, resolve_backend
     from qa.ingest.build import build_index
 
-    settings = _settings(args)
+    settings, _ = resolve_backend(_settings(args))
     embedder = embedder_for(settings)
     report = build_index(settings, embedder=embedder, rebuild=args.rebuild, progress=True)
     print(

@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     embedding_model: str = DEFAULT_MODEL
     embedding_batch_size: int = Field(32, ge=1, le=4096)
     device: str = "cpu"
-    # How the model runs (issue 7 measures each in bench/): torch fp32/bf16, ONNX (int8), processes.
-    embedding_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"
+    # How the model runs (bench/README.md measures each): auto = the fastest that runs here and
+    # matches torch fp32 (qa/embedding/backends.py); torch fp32/bf16, ONNX (fp32, int8), OpenVINO.
+    embedding_backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino"] = "auto"
     embedding_dtype: Literal["float32", "bfloat16"] = "float32"
     embedding_processes: int = Field(1, ge=1, le=64)
     # Vectors cached by (model, text hash), so re-indexing re-embeds only new text.

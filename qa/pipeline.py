@@ -42,12 +42,23 @@ class StreamEvent:
 class Pipeline:
     """Retrieval and answering over one index, with models loaded once and shared."""
 
-    def __init__(self, settings: Settings, *, store: Store, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        embedder: Embedder,
+        backend_reason: str | None = None,
+    ) -> None:
         from qa.retrieval.retriever import Retriever
 
         self.settings = settings
         self.store = store
         self.embedder = embedder
+        # Why the embedder runs on its backend (`auto`'s choice, or the setting), for /readyz.
+        self.backend_reason = backend_reason or (
+            f"set by embedding_backend={settings.embedding_backend}"
+        )
         reranker = None
         if settings.reranker:
             from qa.retrieval.rerank import get_reranker
@@ -62,10 +73,11 @@ class Pipeline:
         cls, settings: Settings, *, build_if_missing: bool = False, progress: bool = False
     ) -> Pipeline:
         """Open the index in settings.index_dir (building it from the corpus if asked)."""
-        from qa.embedding.models import embedder_for
+        from qa.embedding.models import embedder_for, resolve_backend
         from qa.errors import IndexNotFoundError
         from qa.stores import open_store
 
+        settings, backend_reason = resolve_backend(settings)
         embedder = embedder_for(settings)
         try:
             store = open_store(settings)
@@ -83,7 +95,12 @@ class Pipeline:
         embedder.dim  # noqa: B018
         from qa.stores.calibration import apply_calibration
 
-        return cls(apply_calibration(settings), store=store, embedder=embedder)
+        return cls(
+            apply_calibration(settings),
+            store=store,
+            embedder=embedder,
+            backend_reason=backend_reason,
+        )
 
     # -- building blocks -------------------------------------------------------------------
 

@@ -136,7 +136,12 @@ def test_document_and_health(client: httpx.Client, demo_pipeline: Pipeline) -> N
     assert ready == {
         "status": "ready", "documents": 1, "chunks": demo_pipeline.store.n_chunks,
         "model": "all-MiniLM-L6-v2", "answerer": "extractive",
+        "embedding_backend": demo_pipeline.settings.embedding_backend,
+        "embedding_dtype": "float32", "embedding_backend_reason": demo_pipeline.backend_reason,
     }  # fmt: skip
+    # The default is auto: /readyz says what it chose and why.
+    assert ready["embedding_backend"] in ("onnx", "torch")
+    assert ready["embedding_backend_reason"].startswith("auto: ")
 
 
 def test_concurrent_requests_share_the_model(client: httpx.Client) -> None:

@@ -59,6 +59,8 @@ def test_two_processes_give_the_single_process_vectors(embedder) -> None:  # typ
 
 
 def test_options_this_machine_cannot_run_are_refused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import re
+
     import pytest
 
     import qa.embedding.models as embedding
@@ -71,10 +73,18 @@ def test_options_this_machine_cannot_run_are_refused(monkeypatch) -> None:  # ty
     monkeypatch.setattr(embedding, "cpu_has_bf16", lambda: False)
     with pytest.raises(ConfigError, match=r"needs a CPU with native bf16 .* --embedding-dtype"):
         embedding.get_embedder("all-MiniLM-L6-v2", dtype="bfloat16", batch_size=7)
-    monkeypatch.setattr(embedding, "_importable", lambda module: False)
-    for backend, extra in (("onnx", "onnx"), ("onnx-int8", "onnx"), ("openvino", "openvino")):
-        with pytest.raises(ConfigError, match=rf"pip install 'sentence-transformers\[{extra}\]'"):
+    import qa.embedding.backends as backends
+
+    monkeypatch.setattr(backends, "importable", lambda module: False)
+    for backend, install in (
+        ("onnx", "pip install onnxruntime onnx"),
+        ("onnx-int8", "pip install onnxruntime onnx"),
+        ("openvino", "pip install -c constraints.txt -e '.[openvino]'"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(f"Run `{install}`")):
             embedding.get_embedder("all-MiniLM-L6-v2", backend=backend)
+    with pytest.raises(ConfigError, match="runs on the CPU only, not on 'cuda'"):
+        embedding.check_options(backend="onnx", dtype="float32", processes=1, device="cuda")
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -292,3 +292,20 @@ def test_heavy_imports_stay_lazy() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_backends_of_one_vector_space_update_and_load_an_index_in_place() -> None:
+    from qa.stores.folder import build_differences, manifest_differences
+
+    torch_index = {"embedding_backend": "torch", "embedding_dtype": "float32"}
+    for backend in ("onnx", "openvino", "auto"):
+        assert build_differences(torch_index, {**torch_index, "embedding_backend": backend}) == []
+    older = {}  # an index from before the backend was recorded: torch fp32
+    assert (
+        build_differences(older, {"embedding_backend": "onnx", "embedding_dtype": "float32"}) == []
+    )
+    int8 = {"embedding_backend": "onnx-int8", "embedding_dtype": "float32"}
+    assert [f for f, _, _ in build_differences(torch_index, int8)] == ["embedding vector space"]
+    settings = Settings(embedding_backend="onnx-int8")
+    fields = [f for f, _, _ in manifest_differences(torch_index, settings)]
+    assert "embedding vector space" in fields

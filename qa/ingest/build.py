@@ -134,6 +134,9 @@ def index_manifest(settings: Settings, embedder: Embedder, corpus_dir: Path) -> 
         model_token_limit=embedder.max_tokens,
         chunker=CHUNKER_VERSION,
         corpus_dir=str(corpus_dir),
+        # What actually made the vectors (settings may say `auto`).
+        embedding_backend=getattr(embedder, "backend", settings.embedding_backend),
+        embedding_dtype=getattr(embedder, "dtype", settings.embedding_dtype),
     )
 
 

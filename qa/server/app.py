@@ -236,6 +236,9 @@ def _open_router() -> APIRouter:
             documents=documents,
             chunks=chunks,
             model=settings.embedding_model,
+            embedding_backend=settings.embedding_backend,
+            embedding_dtype=settings.embedding_dtype,
+            embedding_backend_reason=state.pipeline.backend_reason,
             answerer=settings.answerer,
         )
 

@@ -280,6 +280,13 @@ class ReadyOut(BaseModel):
     documents: int
     chunks: int
     model: str = Field(description="The embedding model.")
+    embedding_backend: str = Field(
+        description="What runs the embedding model: torch, onnx, onnx-int8 or openvino."
+    )
+    embedding_dtype: str = Field(description="The embedding model's precision.")
+    embedding_backend_reason: str = Field(
+        description="Why that backend: `auto`'s choice and its reason, or the setting."
+    )
     answerer: str = Field(description="The default answerer.")
 
 

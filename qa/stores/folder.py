@@ -39,18 +39,9 @@ COMPATIBLE_FIELDS = {
     "chunk_tokens": "chunk_tokens",
     "chunk_overlap": "chunk_overlap",
 }
-# Manifest fields an index must share with a build to be updated in place (else rebuilt fully).
-BUILD_FIELDS = (
-    *COMPATIBLE_FIELDS,
-    "dim",
-    "format_version",
-    "model_token_limit",
-    "chunker",
-    "embedding_backend",
-    "embedding_dtype",
-)
-# What an index built before a field was recorded was made with.
-_BUILD_DEFAULTS = {"embedding_backend": "torch", "embedding_dtype": "float32"}
+# Manifest fields an index must share with a build to be updated in place (else rebuilt fully);
+# the embedding backend and dtype need only share a vector space (`vector_space_of`).
+BUILD_FIELDS = (*COMPATIBLE_FIELDS, "dim", "format_version", "model_token_limit", "chunker")
 _PACKAGES = {
     "qa": "qa",
     "faiss": "faiss-cpu",
@@ -87,6 +78,12 @@ def manifest_differences(
     ]
     if dim is not None and manifest.get("dim") != dim:
         diffs.append(("dim", manifest.get("dim"), dim))
+    now = {
+        "embedding_backend": settings.embedding_backend,
+        "embedding_dtype": settings.embedding_dtype,
+    }
+    if vector_space_of(manifest) != vector_space_of(now):
+        diffs.append(("embedding vector space", vector_space_of(manifest), vector_space_of(now)))
     if manifest.get("format_version") != FORMAT_VERSION:
         diffs.append(("format_version", manifest.get("format_version"), FORMAT_VERSION))
     return diffs
@@ -100,11 +97,29 @@ def build_differences(
     Chunks are reused only if the same chunker with the same token limit would cut the same
     ones; vectors only if the same model, backend and dtype made them.
     """
-    return [
-        (field, old.get(field, _BUILD_DEFAULTS.get(field)), wanted.get(field))
+    diffs = [
+        (field, old.get(field), wanted.get(field))
         for field in BUILD_FIELDS
-        if old.get(field, _BUILD_DEFAULTS.get(field)) != wanted.get(field)
+        if old.get(field) != wanted.get(field)
     ]
+    if vector_space_of(old) != vector_space_of(wanted):
+        diffs.append(("embedding vector space", vector_space_of(old), vector_space_of(wanted)))
+    return diffs
+
+
+def vector_space_of(manifest: dict[str, Any] | Any) -> str:
+    """The vector space of an index's (or a build's) embedding backend and dtype.
+
+    Backends whose vectors agree (cosine >= 0.99 on the same text; qa.embedding.backends) share
+    one, so an index built by torch serves onnx questions. An index from before the backend was
+    recorded was built by torch in float32; `auto` picks only backends of that space.
+    """
+    from qa.embedding.backends import vector_space
+
+    backend = manifest.get("embedding_backend") or "torch"
+    return vector_space(
+        "torch" if backend == "auto" else backend, manifest.get("embedding_dtype") or "float32"
+    )
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:

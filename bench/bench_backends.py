@@ -1,0 +1,225 @@
+"""Embedding backends against torch fp32: speed ratio and cosine on the same texts, one run.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_backends.py             # speed + cosine
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_backends.py --ndcg      # + full SciFact nDCG@10
+
+Passages: SciFact chunk texts exactly as `qa index` embeds them, batch 32. Queries: SciFact
+questions one at a time (the query cache cleared). Every option runs on the same texts in the
+same process, rounds interleaved, so a shared machine's drift hits all of them alike; a ratio
+is option speed / torch fp32 speed from this one run. `--ndcg` runs `qa eval` on the whole of
+SciFact (dense retrieval, k 10) once per backend, each on its own index.
+Writes bench/out/backends.json and prints the table of bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_index  # noqa: E402
+
+SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"
+OUT = ROOT / "bench" / "out"
+MODEL = "all-MiniLM-L6-v2"
+# Backends `qa eval --embedding-backend` takes (the nDCG runs).
+EVAL_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+
+
+def passages(n_docs: int, n: int) -> list[str]:
+    from qa.config import load_settings
+    from qa.embedding.models import get_embedder
+
+    folder = Path(tempfile.mkdtemp(prefix="qa-bench-backends-"))
+    lines = (SCIFACT / "corpus.jsonl").read_text().splitlines()[:n_docs]
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    settings = load_settings(corpus_dir=folder, _env_file=None)
+    return bench_index.chunk_texts(settings, get_embedder(MODEL))[:n]
+
+
+def options(export_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Option name -> embedder, and why each missing option could not run."""
+    from qa.embedding import runtime
+    from qa.embedding.models import get_embedder
+    from qa.errors import ConfigError
+
+    found: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+
+    def add(name: str, make: Callable[[], Any]) -> None:
+        try:
+            emb = make()
+            emb.embed_documents(["warm up"] * 4)
+            found[name] = emb
+        except (ConfigError, ImportError, RuntimeError) as exc:
+            missing[name] = f"{type(exc).__name__}: {exc}"
+
+    add("torch-fp32", lambda: get_embedder(MODEL, backend="torch"))
+    for backend in ("onnx", "onnx-int8", "openvino"):
+        add(backend, lambda b=backend: get_embedder(MODEL, backend=b, export_dir=export_dir))
+    if "onnx" in found:
+        # Thread counts: the shipped choice is one thread (runtime_threads); two for comparison.
+        saved = runtime.runtime_threads
+        runtime.runtime_threads = lambda: 2  # type: ignore[assignment]
+        try:
+            add("onnx-2-threads", lambda: _fresh("onnx", export_dir))
+        finally:
+            runtime.runtime_threads = saved  # type: ignore[assignment]
+        add("onnx-int8-default", lambda: _int8_default(export_dir))
+    return found, missing
+
+
+def _fresh(backend: str, export_dir: Path) -> Any:
+    from qa.embedding.runtime import ExportedEmbedder
+
+    emb = ExportedEmbedder(MODEL, backend=backend, folder=export_dir)
+    emb.dim  # noqa: B018 - loads it now
+    return emb
+
+
+def _int8_default(export_dir: Path) -> Any:
+    """onnxruntime's quantize_dynamic with its defaults (all ops, per tensor), for the table."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from qa.embedding.runtime import onnxruntime_runner
+
+    emb = _fresh("onnx", export_dir)
+    fp32 = next(p for p in export_dir.glob("*-fp32-*.onnx"))
+    target = export_dir / "bench-int8-default.onnx"
+    quantize_dynamic(fp32, target, weight_type=QuantType.QInt8)
+    emb._run = onnxruntime_runner(target)
+    return emb
+
+
+def measure(embs: dict[str, Any], texts: list[str], queries: list[str], rounds: int) -> dict:
+    doc_s: dict[str, list[float]] = {n: [] for n in embs}
+    query_s: dict[str, list[float]] = {n: [] for n in embs}
+    doc_vecs: dict[str, np.ndarray] = {}
+    query_vecs: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        for name, emb in embs.items():
+            t0 = time.perf_counter()
+            doc_vecs[name] = emb.embed_documents(texts)
+            doc_s[name].append(time.perf_counter() - t0)
+            emb.clear_query_cache()
+            rows = []
+            t0 = time.perf_counter()
+            for q in queries:
+                rows.append(emb.embed_query(q))
+            query_s[name].append(time.perf_counter() - t0)
+            query_vecs[name] = np.stack(rows)
+            emb.clear_query_cache()
+    base_doc = statistics.fmean(doc_s["torch-fp32"])
+    base_query = statistics.fmean(query_s["torch-fp32"])
+    table = {}
+    for name in embs:
+        d, q = statistics.fmean(doc_s[name]), statistics.fmean(query_s[name])
+        cos_d = np.sum(doc_vecs[name] * doc_vecs["torch-fp32"], axis=1)
+        cos_q = np.sum(query_vecs[name] * query_vecs["torch-fp32"], axis=1)
+        table[name] = {
+            "passages_per_s": round(len(texts) / d, 1),
+            "passages_x_fp32": round(base_doc / d, 2),
+            "ms_per_query": round(1000 * q / len(queries), 2),
+            "queries_x_fp32": round(base_query / q, 2),
+            "min_cosine_passages": round(float(cos_d.min()), 5),
+            "min_cosine_queries": round(float(cos_q.min()), 5),
+            "mean_cosine_passages": round(float(cos_d.mean()), 5),
+        }
+    return table
+
+
+def ndcg(backends: list[str], root: Path) -> dict[str, Any]:
+    """Full SciFact nDCG@10 (dense) per backend: `qa eval`, each on its own index."""
+    out: dict[str, Any] = {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    for backend in backends:
+        report = root / f"eval-{backend}.json"
+        cmd = [sys.executable, "-m", "qa.cli", "eval", str(SCIFACT), "--retrieval-only"]
+        cmd += ["--retrieval", "dense", "-k", "10", "--embedding-backend", backend]
+        cmd += ["--index", str(root / f"eval-scifact-{backend}"), "--json", str(report)]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, cwd=ROOT, env={**env, "HF_HUB_OFFLINE": "1"}, check=False)
+        if done.returncode != 0:
+            out[backend] = {"error": f"exit {done.returncode}"}
+            continue
+        out[backend] = {
+            "ndcg@10": _find(json.loads(report.read_text()), "ndcg@10"),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "command": "qa " + " ".join(cmd[3:]),
+        }
+    base = out.get("torch", {}).get("ndcg@10")
+    for row in out.values():
+        if base is not None and "ndcg@10" in row:
+            row["delta_vs_torch"] = round(row["ndcg@10"] - base, 4)
+    return out
+
+
+def _find(tree: Any, key: str) -> float:
+    if isinstance(tree, dict):
+        if key in tree:
+            return float(tree[key])
+        for value in tree.values():
+            try:
+                return _find(value, key)
+            except KeyError:
+                pass
+    raise KeyError(key)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passages", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ndcg", action="store_true", help="also full SciFact nDCG@10")
+    parser.add_argument("--ndcg-only", action="store_true", help="only the nDCG runs")
+    parser.add_argument("--backends", nargs="+", default=list(EVAL_BACKENDS))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "qa-backends")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    }
+    if not args.ndcg_only:
+        texts = passages(600, args.passages)
+        queries = bench_index.questions(SCIFACT / "questions.jsonl", args.queries)
+        embs, missing = options(args.work / "models")
+        result.update(passages=len(texts), queries=len(queries), rounds=args.rounds)
+        result["speed"] = measure(embs, texts, queries, args.rounds)
+        result["unavailable"] = missing
+    if args.ndcg or args.ndcg_only:
+        result["ndcg"] = ndcg(args.backends, args.work)
+    result["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout
+    result["uptime_after"] = result["uptime_after"].strip()
+    name = f"backends-ndcg-{'-'.join(args.backends)}.json" if args.ndcg_only else "backends.json"
+    (OUT / name).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""The exported encoder (qa.embedding.export) run by onnxruntime or OpenVINO, without torch.
+
+Same tokenizer as sentence-transformers (the model folder's own, through transformers), same
+truncation (the model's max_seq_length, 256 word pieces with [CLS]/[SEP]), and pooling plus
+normalisation inside the graph, so vectors match torch fp32 (cosines in bench/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.embedding import export
+
+log = logging.getLogger(__name__)
+
+# Backend name -> the ONNX variant it runs.
+VARIANT = {"onnx": "fp32", "onnx-int8": "int8", "openvino": "fp32"}
+_QUERY_CACHE_SIZE = 1024
+# Runs (input_ids, attention_mask, token_type_ids) -> (n, dim) normalised vectors.
+Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def runtime_threads() -> int:
+    """Threads for one encoder call: one. Measured on a shared 2-core EPYC (bench/README.md),
+    one thread embedded passages as fast as two and questions 2.5x faster (two threads spin
+    against each other and the neighbours); concurrent requests use the other core."""
+    return 1
+
+
+def onnxruntime_runner(path: Path) -> Runner:
+    """An onnxruntime session over `path` (all graph optimisations, `runtime_threads()`)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = runtime_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3  # its warnings about unused initialisers are noise here
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        feed = dict(zip(export.INPUTS, (ids, mask, types), strict=True))
+        return np.asarray(session.run(None, feed)[0])
+
+    return run
+
+
+def openvino_runner(path: Path) -> Runner:
+    """OpenVINO's CPU plugin compiling the ONNX file directly (latency hint, one stream)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": runtime_threads()}
+    compiled = core.compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    lock = threading.Lock()  # one infer request: one call at a time
+
+    def run(ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        with lock:
+            out = request.infer(dict(zip(export.INPUTS, (ids, mask, types), strict=True)))
+            return np.array(out[compiled.output(0)], copy=True)
+
+    return run
+
+
+_RUNNERS: dict[str, Callable[[Path], Runner]] = {
+    "onnx": onnxruntime_runner,
+    "onnx-int8": onnxruntime_runner,
+    "openvino": openvino_runner,
+}
+
+
+class ExportedEmbedder:
+    """An Embedder running the exported encoder; loaded on first use, shared by all threads."""
+
+    dtype = "float32"
+    processes = 1
+
+    def __init__(
+        self, model: str, *, backend: str, batch_size: int = 32, folder: Path | None = None
+    ) -> None:
+        if backend not in VARIANT:
+            raise ValueError(f"no exported backend {backend!r}; use one of {sorted(VARIANT)}")
+        self.name = model
+        self.backend = backend
+        self.batch_size = batch_size
+        self.folder = Path(folder) if folder is not None else export.default_folder()
+        self._run: Runner | None = None
+        self._tokenizer: Any = None
+        self._max_seq_length = 0
+        self._dim = 0
+        self._lock = threading.Lock()
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _load(self) -> None:
+        if self._run is not None:
+            return
+        with self._lock:
+            if self._run is not None:
+                return
+            path = export.resolve_model_path(self.name)
+            if Path(path).is_dir():
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(path)
+            self._max_seq_length = _max_seq_length(path, self._tokenizer)
+            make = _RUNNERS[self.backend]
+            runners: dict[Path, Runner] = {}
+
+            def check(file: Path) -> np.ndarray:
+                runners[file] = make(file)
+                return self._encode(runners[file], [export.PROBE])[0]
+
+            file = export.exported_model(path, self.folder, VARIANT[self.backend], check=check)
+            run = runners.get(file) or make(file)
+            self._dim = int(self._encode(run, ["dim"]).shape[1])
+            self._run = run
+
+    def _encode(self, run: Runner, texts: Sequence[str]) -> np.ndarray:
+        batch = self._tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self._max_seq_length,
+            return_tensors="np",
+        )
+        ids = batch["input_ids"].astype(np.int64)
+        mask = batch["attention_mask"].astype(np.int64)
+        types = batch.get("token_type_ids")
+        types = np.zeros_like(ids) if types is None else types.astype(np.int64)
+        return run(ids, mask, types)
+
+    @property
+    def dim(self) -> int:
+        self._load()
+        return self._dim
+
+    @property
+    def max_tokens(self) -> int:
+        self._load()
+        return self._max_seq_length - 2  # [CLS] and [SEP]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        self._load()
+        enc = self._tokenizer(
+            list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False
+        )
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def embed_documents(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        self._load()
+        assert self._run is not None
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        # Longest first, as sentence-transformers does: batches of alike lengths pad little.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._encode(self._run, [texts[i] for i in rows])
+        return _unit(out)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            cached = self._queries.get(text)
+            if cached is not None:
+                self._queries.move_to_end(text)
+                return cached
+        self._load()
+        assert self._run is not None
+        vector = _unit(self._encode(self._run, [text]))[0]
+        vector.setflags(write=False)  # shared between callers
+        with self._lock:
+            self._queries[text] = vector
+            while len(self._queries) > _QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
+
+    def clear_query_cache(self) -> None:
+        """Forget cached question vectors (benchmarks time the encoder with it)."""
+        with self._lock:
+            self._queries.clear()
+
+    def close(self) -> None:
+        """Nothing to stop (no worker processes); here for the same surface as torch's."""
+
+
+def _max_seq_length(path: str, tokenizer: Any) -> int:
+    """sentence-transformers' max_seq_length: its config file, else the tokenizer's limit."""
+    config = Path(path) / "sentence_bert_config.json"
+    try:
+        return int(json.loads(config.read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError):
+        return int(min(tokenizer.model_max_length, 512))
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    out = np.ascontiguousarray(vectors, dtype=np.float32)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
