@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -218,3 +220,35 @@ def embed_with_cache(
 
         out[todo] = embed([texts[i] for i in todo], done)
     return out
+
+
+class QueryVectors:
+    """The vectors of the last `size` questions, shared between threads.
+
+    The retriever and then the answerer embed the same question: each embedder keeps one of
+    these so the encoder runs once. Vectors are made read-only, since callers share them.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+            return vector
+
+    def put(self, text: str, vector: np.ndarray) -> np.ndarray:
+        vector.setflags(write=False)
+        with self._lock:
+            self._vectors[text] = vector
+            while len(self._vectors) > self._size:
+                self._vectors.popitem(last=False)
+        return vector
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from qa.embedding.backends import AUTO, check_names, choose, missing_package
+from qa.embedding.cache import QueryVectors
 from qa.embedding.export import resolve_model_path
 from qa.errors import ConfigError
 
@@ -125,7 +125,7 @@ class SentenceTransformerEmbedder:
         self._pool: Any = None  # sentence-transformers' multi-process pool
         self._lock = threading.Lock()
         # The retriever and then the answerer embed the same question: embed it once.
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries = QueryVectors(_QUERY_CACHE_SIZE)
 
     @property
     def model(self) -> SentenceTransformer:
@@ -224,11 +224,9 @@ class SentenceTransformerEmbedder:
             self._model.stop_multi_process_pool(pool)
 
     def embed_query(self, text: str) -> np.ndarray:
-        with self._lock:
-            cached = self._queries.get(text)
-            if cached is not None:
-                self._queries.move_to_end(text)
-                return cached
+        cached = self._queries.get(text)
+        if cached is not None:
+            return cached
         vector = self.model.encode(
             [text],
             batch_size=1,
@@ -237,17 +235,11 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         vector = _unit_float32(vector)[0]
-        vector.setflags(write=False)  # shared between callers
-        with self._lock:
-            self._queries[text] = vector
-            while len(self._queries) > _QUERY_CACHE_SIZE:
-                self._queries.popitem(last=False)
-        return vector
+        return self._queries.put(text, vector)
 
     def clear_query_cache(self) -> None:
         """Forget cached question vectors (benchmarks time the encoder with it)."""
-        with self._lock:
-            self._queries.clear()
+        self._queries.clear()
 
 
 def _unit_float32(vectors: Any) -> np.ndarray:

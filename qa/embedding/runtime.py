@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from qa.embedding import export
+from qa.embedding.cache import QueryVectors
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ExportedEmbedder:
         self._max_seq_length = 0
         self._dim = 0
         self._lock = threading.Lock()
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries = QueryVectors(_QUERY_CACHE_SIZE)
 
     def _load(self) -> None:
         if self._run is not None:
@@ -172,25 +172,17 @@ class ExportedEmbedder:
         return _unit(out)
 
     def embed_query(self, text: str) -> np.ndarray:
-        with self._lock:
-            cached = self._queries.get(text)
-            if cached is not None:
-                self._queries.move_to_end(text)
-                return cached
+        cached = self._queries.get(text)
+        if cached is not None:
+            return cached
         self._load()
         assert self._run is not None
         vector = _unit(self._encode(self._run, [text]))[0]
-        vector.setflags(write=False)  # shared between callers
-        with self._lock:
-            self._queries[text] = vector
-            while len(self._queries) > _QUERY_CACHE_SIZE:
-                self._queries.popitem(last=False)
-        return vector
+        return self._queries.put(text, vector)
 
     def clear_query_cache(self) -> None:
         """Forget cached question vectors (benchmarks time the encoder with it)."""
-        with self._lock:
-            self._queries.clear()
+        self._queries.clear()
 
     def close(self) -> None:
         """Nothing to stop (no worker processes); here for the same surface as torch's."""
