@@ -40,8 +40,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serve(index_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    qa = Path(sys.executable).parent / "qa"
+def start_serve(
+    index_dir: Path, port: int, log: Path, *, qa: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`qa serve` (this environment's, or the `qa` executable given) on `port`."""
+    qa = qa or Path(sys.executable).parent / "qa"
     cmd = (
         [str(qa)]
         if qa.exists()
@@ -56,12 +59,14 @@ def start_serve(index_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
-def time_to_ready(index_dir: Path, log: Path) -> tuple[float, subprocess.Popen[bytes], str]:
+def time_to_ready(
+    index_dir: Path, log: Path, *, qa: Path | None = None
+) -> tuple[float, subprocess.Popen[bytes], str]:
     """Seconds from starting `qa serve` to /readyz == 200, the process, and its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    proc = start_serve(index_dir, port, log)
+    proc = start_serve(index_dir, port, log, qa=qa)
     try:
         with httpx.Client(timeout=5) as client:
             while True:

@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from qa.config import Settings
 
 _QUERY_CACHE_SIZE = 1024
-# What `auto` embeds to prove a backend runs here.
-PROBE_QUERY = "warm up"
 # Fewer texts than this are not worth shipping to worker processes.
 _POOL_MIN_TEXTS = 256
 
@@ -316,7 +314,8 @@ def choose_backend(
             dtype=dtype,
             export_dir=export_dir,
         )
-        embedder.embed_query(PROBE_QUERY)  # loads it: raises here if it cannot run
+        # Loads it (an exported model embeds its probe sentence): raises if it cannot run here.
+        embedder.dim  # noqa: B018
 
     choice = choose(model, dtype=dtype, device=device, try_load=try_load)
     return choice.backend, choice.dtype, choice.reason

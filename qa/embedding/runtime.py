@@ -112,16 +112,19 @@ class ExportedEmbedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             self._tokenizer = WordPieces(path)
             make = _RUNNERS[self.backend]
-            runners: dict[Path, Runner] = {}
+            # The file's check loads it and embeds the probe: keep that session and its width.
+            runners: dict[Path, tuple[Runner, int]] = {}
 
             def check(file: Path) -> np.ndarray:
-                runners[file] = make(file)
-                return self._encode(runners[file], [export.PROBE])[0]
+                run = make(file)
+                probe = self._encode(run, [export.PROBE])[0]
+                runners[file] = run, int(probe.shape[0])
+                return probe
 
             file = export.exported_model(path, self.folder, VARIANT[self.backend], check=check)
-            run = runners.get(file) or make(file)
-            self._dim = int(self._encode(run, ["dim"]).shape[1])
-            self._run = run
+            if file not in runners:
+                check(file)
+            self._run, self._dim = runners[file]
 
     def _encode(self, run: Runner, texts: Sequence[str]) -> np.ndarray:
         assert self._tokenizer is not None

@@ -11,6 +11,7 @@ the longest text, truncate to max_seq_length), so the ids are the same (tests/te
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +37,13 @@ class WordPieces:
     """
 
     def __init__(self, path: str, max_seq_length: int | None = None) -> None:
-        from tokenizers import Tokenizer
-
         encoder, pad_token = _load(path)
         self.max_seq_length = max_seq_length or _model_max_length(path)
         pad_id = encoder.token_to_id(pad_token)
         if pad_id is None:
             raise ValueError(f"{path}: the pad token {pad_token!r} is not in the vocabulary")
-        self._counter = Tokenizer.from_str(encoder.to_str())  # an independent copy
-        self._counter.no_padding()
-        self._counter.no_truncation()
+        self._counter: Any = None  # made on first use: only chunking counts, serving does not
+        self._lock = threading.Lock()
         encoder.enable_truncation(self.max_seq_length)
         encoder.enable_padding(pad_id=pad_id, pad_token=pad_token)
         self._encoder = encoder
@@ -60,8 +58,20 @@ class WordPieces:
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """Each text's token count, whole (no truncation) and without special tokens."""
-        encodings = self._counter.encode_batch_fast(list(texts), add_special_tokens=False)
+        encodings = self._whole().encode_batch_fast(list(texts), add_special_tokens=False)
         return [len(e.ids) for e in encodings]
+
+    def _whole(self) -> Any:
+        """A copy of the tokenizer that neither pads nor truncates."""
+        with self._lock:
+            if self._counter is None:
+                from tokenizers import Tokenizer
+
+                counter = Tokenizer.from_str(self._encoder.to_str())
+                counter.no_padding()
+                counter.no_truncation()
+                self._counter = counter
+            return self._counter
 
 
 def _load(path: str) -> tuple[Any, str]:
