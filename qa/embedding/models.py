@@ -363,7 +363,10 @@ def needs_torch(settings: Settings) -> bool:
         return True
     from qa.embedding.runtime import VARIANT
 
-    path = resolve_model_path(settings.embedding_model)
+    try:
+        path = resolve_model_path(settings.embedding_model)
+    except ConfigError:
+        return False  # loading stops at the same error, before any torch
     tokenizer = Path(path, "tokenizer.json").is_file()  # else transformers builds it
     return not (tokenizer and is_cached(path, export_dir_for(settings), VARIANT[backend]))
 

@@ -32,8 +32,9 @@ class Batch:
 class WordPieces:
     """Encodes batches for the model (with [CLS]/[SEP], padded, truncated) and counts tokens.
 
-    Two `tokenizers.Tokenizer`s configured once: their padding and truncation are settings of
-    the object, and changing them per call (as transformers does) races between threads.
+    The encoder's padding and truncation are set once: they are settings of the object, and
+    changing them per call (as transformers does) races between threads. Counting uses a copy
+    with neither, made on the first count.
     """
 
     def __init__(self, path: str, max_seq_length: int | None = None) -> None:
