@@ -7,7 +7,7 @@ malformed (each must get 422). Reports p50/p95/p99 latency of the answered ones,
 the 503s shed by the bounded queue (with Retry-After), errors (anything else), and the server's
 RSS at ready and after the load. Writes bench/out/http.json.
 
-    .venv/bin/python bench/bench_http.py [--requests 2000] [--clients 1 8 32]
+    .venv/bin/python bench/bench_http.py [--requests 2000] [--clients 1 8 32] [--qa PATH]
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serve(index_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    qa = Path(sys.executable).parent / "qa"
+def start_serve(
+    index_dir: Path, port: int, log: Path, *, qa: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`qa serve` (this environment's, or the `qa` executable given) on `port`."""
+    qa = qa or Path(sys.executable).parent / "qa"
     cmd = (
         [str(qa)]
         if qa.exists()
@@ -56,12 +59,14 @@ def start_serve(index_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
-def time_to_ready(index_dir: Path, log: Path) -> tuple[float, subprocess.Popen[bytes], str]:
+def time_to_ready(
+    index_dir: Path, log: Path, *, qa: Path | None = None
+) -> tuple[float, subprocess.Popen[bytes], str]:
     """Seconds from starting `qa serve` to /readyz == 200, the process, and its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    proc = start_serve(index_dir, port, log)
+    proc = start_serve(index_dir, port, log, qa=qa)
     try:
         with httpx.Client(timeout=5) as client:
             while True:
@@ -206,7 +211,12 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 
 def run(
-    requests: int, clients: list[int], *, unseen: float = 1 / 3, malformed: float = 0.1
+    requests: int,
+    clients: list[int],
+    *,
+    unseen: float = 1 / 3,
+    malformed: float = 0.1,
+    qa: Path | None = None,
 ) -> dict[str, Any]:
     """Start-up times and /ask load at each concurrency level, against a fresh demo index."""
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
@@ -214,10 +224,10 @@ def run(
     load_before = os.getloadavg()[0]  # other work on the machine skews every number here
     tmp = Path(tempfile.mkdtemp(prefix="qa-bench-http-"))
     log = tmp / "serve.log"
-    cold, proc, _ = time_to_ready(tmp / "index", log)  # builds the index first
+    cold, proc, _ = time_to_ready(tmp / "index", log, qa=qa)  # builds the index first
     stop(proc)
     print(f"ready after building the index: {cold:.2f} s", flush=True)
-    warm, proc, url = time_to_ready(tmp / "index", log)
+    warm, proc, url = time_to_ready(tmp / "index", log, qa=qa)
     print(f"ready with the index: {warm:.2f} s", flush=True)
     try:
         memory = {"ready": memory_mb(proc.pid)}
@@ -233,6 +243,7 @@ def run(
         stop(proc)
     shutil.rmtree(tmp, ignore_errors=True)  # kept (with serve.log) when something failed
     return {
+        "qa": str(qa or Path(sys.executable).parent / "qa"),
         "answerer": "extractive",
         "corpus": "corpus/ (demo)",
         "questions": len(questions),
@@ -275,8 +286,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--unseen", type=float, default=1 / 3, help="share of new questions")
     parser.add_argument("--malformed", type=float, default=0.1, help="share of bad bodies (422)")
+    parser.add_argument("--qa", type=Path, help="serve with this `qa` (another checkout's)")
     args = parser.parse_args()
-    result = run(args.requests, args.clients, unseen=args.unseen, malformed=args.malformed)
+    result = run(
+        args.requests, args.clients, unseen=args.unseen, malformed=args.malformed, qa=args.qa
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)

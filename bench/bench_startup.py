@@ -1,11 +1,15 @@
 """Start-up benchmark: `qa serve` start to /readyz 200 on the demo corpus with an existing index,
-and where the time goes (imports, model load, store open), in a fresh process each run.
+the first /ask after it, and where the time goes (imports, model load, store open).
 
-    .venv/bin/python bench/bench_startup.py [--runs 3]
+    .venv/bin/python bench/bench_startup.py [--runs 3] [--baseline /work/main/.venv/bin/qa]
 
-Writes bench/out/startup.json. The phases run in a child process, in the order `qa serve`
-does them (the libraries `qa.server.run.serve` imports first, then the app, then the loading
-`qa.server.run.load_in_background` does).
+Each run starts a fresh `qa serve` and times it to ready, then one POST /ask of a demo question
+(the first request: what a lazy start-up would shift onto it) and one of another question.
+`--baseline` starts another `qa` executable (another checkout's venv) on the same index in
+the same run, alternating with this one, so both see the same machine load. The phases run in
+a child process of this environment, in the order `qa serve` does them
+(`qa.server.run.serve`, then the loading of `qa.server.run.load_in_background`). Writes
+bench/out/startup.json.
 """
 
 from __future__ import annotations
@@ -18,87 +22,146 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_http import ROOT, cpu_model, memory_mb, stop, time_to_ready
+from bench_http import QUESTIONS, ROOT, cpu_model, memory_mb, stop, time_to_ready
 
 OUT = ROOT / "bench" / "out" / "startup.json"
 
 PHASES = """
-import json, os, sys, time
+import json, sys, time
 marks = [("start", time.perf_counter())]
 def mark(name): marks.append((name, time.perf_counter()))
-import faiss; mark("import faiss")
-import torch; mark("import torch")
-import sentence_transformers; mark("import sentence_transformers (transformers, sklearn)")
-import uvicorn, fastapi; mark("import uvicorn + fastapi")
 from qa.config import load_settings
-from qa.server.app import create_app
 settings = load_settings(corpus_dir=sys.argv[1], index_dir=sys.argv[2], _env_file=None)
+mark("qa.config + Settings")
+from qa.server.run import import_native_libraries, single_threaded_kernels
+import_native_libraries(settings); mark("main thread: faiss, then onnxruntime or torch + s-t")
+import uvicorn, fastapi; mark("import uvicorn + fastapi")
+from qa.server.app import create_app
 app = create_app(settings); mark("qa.server.app + create_app")
+from qa.embedding.models import embedder_for, resolve_backend
+embedder_for(resolve_backend(settings)[0]).dim; mark("embedding backend chosen, model loaded")
 from qa.pipeline import Pipeline
-pipeline = Pipeline.load(settings); mark("Pipeline.load (model weights, store)")
+pipeline = Pipeline.load(settings); mark("Pipeline.load: the rest (store: FAISS, BM25)")
 pipeline.answerer(); mark("default answerer")
 from qa.server.state import app_state
-app_state(app).ready(pipeline); mark("ready (counts)")
+app_state(app).ready(pipeline); single_threaded_kernels(); mark("ready (counts, threads)")
+pipeline.ask(sys.argv[3]); mark("first ask (in process)")
+pipeline.ask(sys.argv[4]); mark("second ask, another question")
+heavy = [m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules]
 print(json.dumps({b: round((y - x) * 1000, 1) for (_, x), (b, y) in zip(marks, marks[1:])}))
+print(json.dumps(heavy))
 """
 
 
-def phases(index_dir: Path) -> dict[str, float]:
+def demo_questions() -> list[str]:
+    lines = QUESTIONS.read_text().splitlines()
+    return [q for q in (json.loads(line)["question"] for line in lines) if q.strip()]
+
+
+def phases(index_dir: Path, questions: list[str]) -> tuple[dict[str, float], list[str]]:
+    """Milliseconds per start-up step in a fresh process, and the heavy modules it imported."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
     env["HF_HUB_OFFLINE"] = "1"
     out = subprocess.run(
-        [sys.executable, "-c", PHASES, str(ROOT / "corpus"), str(index_dir)],
+        [sys.executable, "-c", PHASES, str(ROOT / "corpus"), str(index_dir), *questions[:2]],
         capture_output=True,
         text=True,
         check=True,
         env=env,
         cwd=ROOT,
     )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    lines = out.stdout.strip().splitlines()
+    return json.loads(lines[-2]), json.loads(lines[-1])
 
 
-def run(runs: int) -> dict[str, Any]:
+def ask_ms(client: httpx.Client, question: str) -> tuple[float, float]:
+    """Client-seen milliseconds of one POST /ask, and the server's own `timings_ms.total`."""
+    t0 = time.perf_counter()
+    r = client.post("/ask", json={"question": question})
+    ms = (time.perf_counter() - t0) * 1000
+    r.raise_for_status()
+    return round(ms, 1), round(r.json()["timings_ms"]["total"], 1)
+
+
+def one_start(index_dir: Path, log: Path, qa: Path | None, questions: list[str]) -> dict[str, Any]:
+    seconds, proc, url = time_to_ready(index_dir, log, qa=qa)
+    try:
+        rss = memory_mb(proc.pid)["VmRSS"]
+        with httpx.Client(base_url=url, timeout=120) as client:
+            first, first_server = ask_ms(client, questions[0])
+            second, second_server = ask_ms(client, questions[1])
+    finally:
+        stop(proc)
+    return {
+        "ready_s": round(seconds, 2),
+        "rss_at_ready_mb": rss,
+        "first_ask_ms": first,
+        "first_ask_server_ms": first_server,
+        "second_ask_ms": second,
+        "second_ask_server_ms": second_server,
+    }
+
+
+def summary(starts: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("ready_s", "first_ask_ms", "second_ask_ms", "rss_at_ready_mb")
+    medians = {f"{k}_median": statistics.median(s[k] for s in starts) for k in keys}
+    return {**medians, "runs": starts}
+
+
+def run(runs: int, baseline: Path | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="qa-bench-startup-"))
     log = tmp / "serve.log"
+    questions = demo_questions()
     load_before = os.getloadavg()[0]
-    _, proc, _ = time_to_ready(tmp / "index", log)  # builds the index
+    _, proc, _ = time_to_ready(tmp / "index", log)  # builds the index (and the ONNX export)
     stop(proc)
-    ready, rss = [], []
+    targets: dict[str, Path | None] = {"this": None}
+    if baseline is not None:
+        targets = {"baseline": baseline, "this": None}
+    starts: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     for _ in range(runs):
-        seconds, proc, _ = time_to_ready(tmp / "index", log)
-        rss.append(memory_mb(proc.pid)["VmRSS"])
-        stop(proc)
-        ready.append(round(seconds, 2))
-        print(f"ready in {seconds:.2f} s", flush=True)
-    breakdown = phases(tmp / "index")
+        for name, qa in targets.items():  # alternating: both see the same load
+            starts[name].append(one_start(tmp / "index", log, qa, questions))
+            print(f"{name}: {starts[name][-1]}", flush=True)
+    breakdown, heavy = phases(tmp / "index", questions)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
         "cpu_model": cpu_model(),
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
-        "ready_s": ready,
-        "ready_median_s": statistics.median(ready),
-        "rss_at_ready_mb": rss,
+        "baseline": str(baseline) if baseline else None,
+        **{name: summary(s) for name, s in starts.items()},
         "phases_ms": breakdown,
+        "heavy_modules_imported": heavy,
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another `qa` executable to compare with")
     args = parser.parse_args()
-    result = run(args.runs)
+    result = run(args.runs, args.baseline)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     load = result["load_average_1min"]
     print(f"{result['cpu_model']}; load average {load['before']:.1f} -> {load['after']:.1f}")
-    print(f"qa serve -> /readyz 200: {result['ready_s']} s, RSS {result['rss_at_ready_mb']} MB")
+    for name in ("baseline", "this"):
+        if name in result:
+            r = result[name]
+            print(f"{name}: ready {[s['ready_s'] for s in r['runs']]} s (median "
+                  f"{r['ready_s_median']}), first /ask {r['first_ask_ms_median']} ms, second "
+                  f"{r['second_ask_ms_median']} ms, "
+                  f"RSS {r['rss_at_ready_mb_median']} MB")  # fmt: skip
     for name, ms in result["phases_ms"].items():
         print(f"  {name:<55} {ms:>8.0f} ms")
+    print(f"  heavy modules imported: {result['heavy_modules_imported'] or 'none'}")
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
 

@@ -145,3 +145,31 @@ def test_a_damaged_export_is_rebuilt_not_fatal(  # type: ignore[no-untyped-def]
         again = ExportedEmbedder(MODEL, backend="onnx", folder=folder)
         assert float(again.embed_query(text) @ vector) >= 0.9999
     assert "no longer gives the vector" in caplog.text
+
+
+def test_wordpieces_give_sentence_transformers_ids(embedder, demo_chunks) -> None:  # type: ignore[no-untyped-def]
+    """The exported backends' tokenizer (`tokenizers`, no transformers) cuts text exactly as
+    sentence-transformers does: same ids, mask and types, truncated at 256, same counts."""
+    from qa.embedding.export import resolve_model_path
+    from qa.embedding.wordpieces import WordPieces
+
+    pieces = WordPieces(resolve_model_path(MODEL))
+    assert pieces.max_seq_length == 256
+    texts = [
+        *demo_chunks,
+        "",
+        "Ça coûte 5 € : naïve café, Übermaß",
+        "北京 東京タワー 서울 and ASCII",
+        "tabs\tand\u200bzero width, emoji \U0001f600, control \x01 chars",
+        "word " * 600,  # far past 256 pieces: truncated
+    ]
+    for start in range(0, len(texts), 8):
+        batch = texts[start : start + 8]
+        want = embedder.model.tokenize(batch)
+        got = pieces.encode(batch)
+        assert got.input_ids.tolist() == want["input_ids"].tolist()
+        assert got.attention_mask.tolist() == want["attention_mask"].tolist()
+        assert got.token_type_ids.tolist() == want["token_type_ids"].tolist()
+    assert pieces.encode(["word " * 600]).input_ids.shape == (1, 256)
+    assert pieces.count(texts) == embedder.count_tokens(texts)
+    assert pieces.count(["word " * 600]) == [600]

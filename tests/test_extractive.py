@@ -21,7 +21,7 @@ from qa.ingest.readers import make_document
 from qa.retrieval.retriever import Retriever
 from qa.stores.faiss.store import FaissStore
 from qa.types import Answer, Chunk, Document, Passage, Turn
-from tests.conftest import DATA, DEMO_DOC_ID, DEMO_QUESTIONS
+from tests.conftest import DATA, DEMO_CORPUS, DEMO_DOC_ID, DEMO_QUESTIONS
 
 NORMANS_0 = (
     "The Normans (Norman: Nourmands; French: Normands; Latin: Normanni) were the people who in "
@@ -340,3 +340,23 @@ def test_who_question_over_passages_that_name_nobody_abstains(embedder: Embedder
     # The same passages answer a question of another kind.
     answered = answerer.answer("When was the Trusted Blockchain Program launched?", passages)
     assert not answered.abstained and answered.short_answer == "2018"
+
+
+def test_has_short_answer_agrees_with_short_answer() -> None:
+    """The answerer's cheap existence check (`_cue` on every sentence) and the full scoring
+    agree for every demo question against every sentence of the demo corpus."""
+    from qa.answering.citations import split_sentences
+    from qa.answering.extractive.spans import has_short_answer, question_type
+
+    text = (DEMO_CORPUS / DEMO_DOC_ID).read_text()
+    sentences = [span.text for span in split_sentences(text)]
+    questions = [json.loads(line)["question"] for line in DEMO_QUESTIONS.read_text().splitlines()]
+    typed = [(q, k) for q in questions if (k := question_type(q)) is not None]
+    assert len(typed) >= 20 and len(sentences) >= 50
+    found = 0
+    for question, kind in typed:
+        for sentence in sentences:
+            want = short_answer(question, sentence, kind) is not None
+            assert has_short_answer(question, sentence, kind) == want, (question, sentence)
+            found += want
+    assert 0 < found < len(typed) * len(sentences)  # both outcomes are exercised

@@ -142,6 +142,14 @@ def _choose(*, dtype: str, device: str, try_load: Callable[[str], object]) -> Ba
     raise ConfigError("no embedding backend can run here")  # AUTO_ORDER ends with torch
 
 
+def first_choice(*, dtype: str, device: str) -> str:
+    """The backend `auto` tries first for this dtype and device, known without loading any
+    (it still falls back to torch if that one fails to load)."""
+    if dtype != "float32" or device != "cpu":
+        return "torch"
+    return next(b for b in AUTO_ORDER if b == "torch" or missing_package(b) is None)
+
+
 def check_names(backend: str, dtype: str) -> None:
     """Refuse an unknown backend or dtype, listing the known ones."""
     if backend != AUTO and backend not in BACKENDS:

@@ -103,6 +103,24 @@ def default_folder() -> Path:
     return base / "qa" / "models"
 
 
+def _file(model_path: str, folder: Path, variant: str) -> Path:
+    """Where the export of this model, variant and package versions is cached."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ONNX variant {variant!r}; use one of {VARIANTS}")
+    name = f"{Path(model_path).name or 'model'}-{variant}-{cache_key(model_path, variant)}"
+    return Path(folder) / f"{name}.onnx"
+
+
+def is_cached(model_path: str, folder: Path, variant: str) -> bool:
+    """Whether an export of this model and variant lies in `folder` with its probe record.
+
+    Cheap (file names and package metadata; nothing is loaded or checked): what start-up asks
+    to know that loading will not need torch. A damaged file is found only when it is loaded.
+    """
+    path = _file(model_path, folder, variant)
+    return path.is_file() and path.with_suffix(".json").is_file()
+
+
 def exported_model(
     model_path: str,
     folder: Path,
@@ -115,12 +133,9 @@ def exported_model(
     `check(path)` loads the file in the runtime that will use it and returns the probe's
     vector; it may raise anything the runtime raises on a damaged file.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown ONNX variant {variant!r}; use one of {VARIANTS}")
-    folder = Path(folder)
-    name = f"{Path(model_path).name or 'model'}-{variant}-{cache_key(model_path, variant)}"
-    path = folder / f"{name}.onnx"
-    meta = folder / f"{name}.json"
+    path = _file(model_path, folder, variant)
+    meta = path.with_suffix(".json")
+    name = path.stem
     if path.is_file():
         problem = _damage(path, meta, check)
         if problem is None:
@@ -128,7 +143,7 @@ def exported_model(
         log.warning("Exported model %s is damaged (%s); exporting it again", path, problem)
         path.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     reference = _export_fp32(model_path, path) if variant == "fp32" else None
     if variant == "int8":
         fp32 = exported_model(model_path, folder, "fp32", check=check)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from qa.embedding.backends import AUTO, check_names, choose, missing_package
+from qa.embedding.backends import AUTO, check_names, choose, first_choice, missing_package
 from qa.embedding.cache import QueryVectors
-from qa.embedding.export import resolve_model_path
+from qa.embedding.export import is_cached, resolve_model_path
 from qa.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from qa.config import Settings
 
 _QUERY_CACHE_SIZE = 1024
-# What `auto` embeds to prove a backend runs here.
-PROBE_QUERY = "warm up"
 # Fewer texts than this are not worth shipping to worker processes.
 _POOL_MIN_TEXTS = 256
 
@@ -316,7 +314,8 @@ def choose_backend(
             dtype=dtype,
             export_dir=export_dir,
         )
-        embedder.embed_query(PROBE_QUERY)  # loads it: raises here if it cannot run
+        # Loads it (an exported model embeds its probe sentence): raises if it cannot run here.
+        embedder.dim  # noqa: B018
 
     choice = choose(model, dtype=dtype, device=device, try_load=try_load)
     return choice.backend, choice.dtype, choice.reason
@@ -346,6 +345,30 @@ def resolve_backend(settings: Settings) -> tuple[Settings, str]:
     )
     update = {"embedding_backend": backend, "embedding_dtype": dtype}
     return settings.model_copy(update=update), f"auto: {reason}"
+
+
+def needs_torch(settings: Settings) -> bool:
+    """Whether loading what `settings` describe imports torch, decided without importing it.
+
+    It does for the torch backend (set, or `auto`'s pick for bf16, a GPU or when no exported
+    backend is installed), for a reranker (a CrossEncoder), and to export a model whose export
+    is not cached yet. `qa serve` imports torch on its main thread first when it does.
+    """
+    if settings.reranker:
+        return True
+    backend: str = settings.embedding_backend
+    if backend == AUTO:
+        backend = first_choice(dtype=settings.embedding_dtype, device=settings.device)
+    if backend == "torch":
+        return True
+    from qa.embedding.runtime import VARIANT
+
+    try:
+        path = resolve_model_path(settings.embedding_model)
+    except ConfigError:
+        return False  # loading stops at the same error, before any torch
+    tokenizer = Path(path, "tokenizer.json").is_file()  # else transformers builds it
+    return not (tokenizer and is_cached(path, export_dir_for(settings), VARIANT[backend]))
 
 
 def embedder_for(settings: Any) -> Embedder:

@@ -1,24 +1,24 @@
 """The exported encoder (qa.embedding.export) run by onnxruntime or OpenVINO, without torch.
 
-Same tokenizer as sentence-transformers (the model folder's own, through transformers), same
-truncation (the model's max_seq_length, 256 word pieces with [CLS]/[SEP]), and pooling plus
-normalisation inside the graph, so vectors match torch fp32 (cosines in bench/README.md).
+Same tokenizer as sentence-transformers (the model folder's own, on the `tokenizers` package:
+qa.embedding.wordpieces), same truncation (the model's max_seq_length, 256 word pieces with
+[CLS]/[SEP]), and pooling plus normalisation inside the graph, so vectors match torch fp32
+(cosines in bench/README.md). With the export cached, nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from qa.embedding import export
 from qa.embedding.cache import QueryVectors
+from qa.embedding.wordpieces import WordPieces
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ class ExportedEmbedder:
         self.batch_size = batch_size
         self.folder = Path(folder) if folder is not None else export.default_folder()
         self._run: Runner | None = None
-        self._tokenizer: Any = None
-        self._max_seq_length = 0
+        self._tokenizer: WordPieces | None = None
         self._dim = 0
         self._lock = threading.Lock()
         self._queries = QueryVectors(_QUERY_CACHE_SIZE)
@@ -111,35 +110,26 @@ class ExportedEmbedder:
             path = export.resolve_model_path(self.name)
             if Path(path).is_dir():
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(path)
-            self._max_seq_length = _max_seq_length(path, self._tokenizer)
+            self._tokenizer = WordPieces(path)
             make = _RUNNERS[self.backend]
-            runners: dict[Path, Runner] = {}
+            # The file's check loads it and embeds the probe: keep that session and its width.
+            runners: dict[Path, tuple[Runner, int]] = {}
 
             def check(file: Path) -> np.ndarray:
-                runners[file] = make(file)
-                return self._encode(runners[file], [export.PROBE])[0]
+                run = make(file)
+                probe = self._encode(run, [export.PROBE])[0]
+                runners[file] = run, int(probe.shape[0])
+                return probe
 
             file = export.exported_model(path, self.folder, VARIANT[self.backend], check=check)
-            run = runners.get(file) or make(file)
-            self._dim = int(self._encode(run, ["dim"]).shape[1])
-            self._run = run
+            if file not in runners:
+                check(file)
+            self._run, self._dim = runners[file]
 
     def _encode(self, run: Runner, texts: Sequence[str]) -> np.ndarray:
-        batch = self._tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self._max_seq_length,
-            return_tensors="np",
-        )
-        ids = batch["input_ids"].astype(np.int64)
-        mask = batch["attention_mask"].astype(np.int64)
-        types = batch.get("token_type_ids")
-        types = np.zeros_like(ids) if types is None else types.astype(np.int64)
-        return run(ids, mask, types)
+        assert self._tokenizer is not None
+        batch = self._tokenizer.encode(texts)
+        return run(batch.input_ids, batch.attention_mask, batch.token_type_ids)
 
     @property
     def dim(self) -> int:
@@ -149,16 +139,15 @@ class ExportedEmbedder:
     @property
     def max_tokens(self) -> int:
         self._load()
-        return self._max_seq_length - 2  # [CLS] and [SEP]
+        assert self._tokenizer is not None
+        return self._tokenizer.max_seq_length - 2  # [CLS] and [SEP]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
         self._load()
-        enc = self._tokenizer(
-            list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False
-        )
-        return [len(ids) for ids in enc["input_ids"]]
+        assert self._tokenizer is not None
+        return self._tokenizer.count(texts)
 
     def embed_documents(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         self._load()
@@ -186,15 +175,6 @@ class ExportedEmbedder:
 
     def close(self) -> None:
         """Nothing to stop (no worker processes); here for the same surface as torch's."""
-
-
-def _max_seq_length(path: str, tokenizer: Any) -> int:
-    """sentence-transformers' max_seq_length: its config file, else the tokenizer's limit."""
-    config = Path(path) / "sentence_bert_config.json"
-    try:
-        return int(json.loads(config.read_text())["max_seq_length"])
-    except (OSError, ValueError, KeyError):
-        return int(min(tokenizer.model_max_length, 512))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

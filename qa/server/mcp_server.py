@@ -143,10 +143,9 @@ def serve_stdio(settings: Settings) -> None:
         import mcp.server  # noqa: F401
     except ImportError:
         raise ConfigError(MISSING_SDK) from None
-    # Heavy imports on the main thread before the loader thread starts (see qa.server.run).
-    import faiss  # noqa: F401
-    import sentence_transformers  # noqa: F401
+    from qa.server.run import import_native_libraries
 
+    import_native_libraries(settings)  # before the loader thread starts (see there)
     from qa.pipeline import Pipeline
 
     def load(s: Settings) -> Pipeline:

@@ -7,12 +7,14 @@ the corpus, with progress in the log); /readyz and the API say 503 with the reas
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 
 from fastapi import FastAPI
 
 from qa.config import Settings
+from qa.embedding.backends import importable
 from qa.errors import QAError
 
 log = logging.getLogger(__name__)
@@ -66,19 +68,36 @@ def single_threaded_kernels() -> None:
     FAISS search 2-4x (bench/README.md). Set after loading: an index build uses every core.
     """
     import faiss
-    import torch
 
     faiss.omp_set_num_threads(1)
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")  # only if something loaded it: never import it for this
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def import_native_libraries(settings: Settings) -> None:
+    """Import the native libraries this start will load, on the calling (main) thread.
+
+    Call it before any other thread starts importing: torch imported from the loader thread
+    while uvicorn imported too has been seen to hang start-up. torch and sentence-transformers
+    (~9 s of imports) only when loading needs them (`needs_torch`); with an exported model
+    cached, onnxruntime instead.
+    """
+    import faiss  # noqa: F401
+
+    from qa.embedding.models import needs_torch
+
+    if needs_torch(settings):
+        import sentence_transformers  # noqa: F401
+    elif importable("onnxruntime"):
+        import onnxruntime  # noqa: F401
 
 
 def serve(settings: Settings) -> None:
     """Run the chat page and the HTTP API on settings.host:settings.port until interrupted."""
-    # Import the heavy libraries here, on the main thread, before any other thread imports:
-    # torch imported from the loader thread while uvicorn imports too has been seen to hang.
-    import faiss  # noqa: F401
-    import sentence_transformers  # noqa: F401
     import uvicorn
+
+    import_native_libraries(settings)
 
     from qa.server.app import create_app
 

@@ -49,7 +49,7 @@ from qa.answering.extractive.sentences import (
     sentences_of,
     window_vectors,
 )
-from qa.answering.extractive.spans import question_type, short_answer
+from qa.answering.extractive.spans import has_short_answer, question_type, short_answer
 from qa.errors import QAError
 from qa.types import Answer, Chunk, Document, Passage, Turn
 
@@ -323,7 +323,7 @@ def _cue(question: str, sentence: str, kind: str | None) -> float:
     """1.0 when the sentence holds a span of the asked-for kind that the question lacks."""
     if kind is None:
         return 0.5
-    return 1.0 if short_answer(question, sentence, kind) is not None else 0.0
+    return 1.0 if has_short_answer(question, sentence, kind) else 0.0
 
 
 def register(registry: Registry) -> None:

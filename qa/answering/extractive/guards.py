@@ -125,6 +125,8 @@ def date_clash(question: str, quoted: str, context: set[str]) -> tuple[str, str]
     batch" against "the first batch"): another time's or item's fact."""
     for pattern in (MONTH_WORD, YEAR, ORDINAL_WORD):
         asked = {m.lower() for m in pattern.findall(question)}
+        if not asked:  # most questions name none: no need to scan the quote (every sentence)
+            continue
         given = {m.lower() for m in pattern.findall(quoted)}
         if asked and given and not asked & given and not any(stem(a) in context for a in asked):
             return pattern.findall(question)[0], pattern.findall(quoted)[0]

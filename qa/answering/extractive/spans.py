@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 
 from qa.answering.citations import STOPWORDS, Span, content_terms, stem
 from qa.answering.extractive.phrases import (
@@ -186,7 +187,6 @@ def short_answer(question: str, sentence: str, kind: str | None = None) -> Candi
     if kind is None and not re.search(r"\b(what|which)\b", question, re.I):
         return None
     q_terms = set(content_terms(question))
-    q_words = {w.lower() for w in re.findall(r"\w+", question)}
     besides = other_than(question)
     words = list(re.finditer(r"[\w'’]+", sentence))
     # Where each question term occurs in the sentence, as word positions.
@@ -201,27 +201,13 @@ def short_answer(question: str, sentence: str, kind: str | None = None) -> Candi
     head_at = [i for i, m in enumerate(words) if head and stem(m.group()) == head]
     q_prefixes = {w[:5] for w in _lower_words(question) if len(w) >= 5}
     best: Candidate | None = None
-    found_spans = candidates(sentence, kind)
-    if kind is None:
-        found_spans += phrases(sentence, q_terms)
-    if kind == "number" and _MONEY_QUESTION.search(question):
-        # "How much money ...?" wants an amount of money, not "hundreds" of something else.
-        found_spans = [f for f in found_spans if _CURRENCY.search(f.text)]
-    for found in found_spans:
-        span = _trim_question_words(found, q_words)
-        if span is None:
-            continue
-        terms = set(content_terms(span.text))
-        if terms and terms <= q_terms:
-            continue
+    for span, terms in _answer_spans(question, sentence, kind, q_terms):
         first = sum(1 for m in words if m.end() <= span.start)
         last = first + max(len(re.findall(r"[\w'’]+", span.text)), 1) - 1
         near = sum(
             max(1.0 / (1 + min(abs(p - first) if p < first else abs(p - last) for p in ps)), 0.0)
             for ps in where.values()
         ) / max(len(q_terms), 1)
-        if kind == "org" and " " not in span.text and not span.text.isupper():
-            continue  # "Regulations" is capitalised, but an organisation has a longer name
         after = {stem(m.group()) for m in words[last + 1 : last + 5]}
         clause = _clause(sentence, span)
         in_clause = len(q_terms & set(content_terms(clause))) / max(len(q_terms), 1)
@@ -251,6 +237,39 @@ def short_answer(question: str, sentence: str, kind: str | None = None) -> Candi
         if best is None or score > best.score:
             best = Candidate(span.text, span.start, span.end, score)
     return best
+
+
+def has_short_answer(question: str, sentence: str, kind: str) -> bool:
+    """Whether `short_answer(question, sentence, kind)` finds a span, without scoring them.
+
+    The answerer asks this of every sentence it scores (`_cue`) and wants the best span of
+    one or two only: the first span that passes the filters settles it.
+    """
+    q_terms = set(content_terms(question))
+    return next(_answer_spans(question, sentence, kind, q_terms), None) is not None
+
+
+def _answer_spans(
+    question: str, sentence: str, kind: str | None, q_terms: set[str]
+) -> Iterator[tuple[Span, set[str]]]:
+    """The candidate spans of the asked-for kind that could answer (with their terms)."""
+    q_words = {w.lower() for w in re.findall(r"\w+", question)}
+    found_spans = candidates(sentence, kind)
+    if kind is None:
+        found_spans += phrases(sentence, q_terms)
+    if kind == "number" and _MONEY_QUESTION.search(question):
+        # "How much money ...?" wants an amount of money, not "hundreds" of something else.
+        found_spans = [f for f in found_spans if _CURRENCY.search(f.text)]
+    for found in found_spans:
+        span = _trim_question_words(found, q_words)
+        if span is None:
+            continue
+        terms = set(content_terms(span.text))
+        if terms and terms <= q_terms:
+            continue
+        if kind == "org" and " " not in span.text and not span.text.isupper():
+            continue  # "Regulations" is capitalised, but an organisation has a longer name
+        yield span, terms
 
 
 def _lower_words(text: str) -> list[str]:
