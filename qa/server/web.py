@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from qa.ingest.readers import SUFFIXES
 from qa.resources import resource_dir
 
 WEB_DIR = resource_dir("web")
@@ -29,6 +30,11 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+
+
+# What the Documents panel's file picker offers: the formats `qa index` reads.
+_ACCEPT = ",".join(SUFFIXES)
+_FORMATS = ", ".join(s.removeprefix(".") for s in SUFFIXES if s != ".htm")
 
 
 def _static_url(name: str) -> str:
@@ -57,7 +63,9 @@ def add_web_routes(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def chat(request: Request) -> Response:
-        return page(request, "chat.html", script="app.js")
+        return page(
+            request, "chat.html", script="app.js", accept=_ACCEPT, formats=f"Formats: {_FORMATS}"
+        )
 
     @app.get("/view/{doc_id:path}", include_in_schema=False, response_class=HTMLResponse)
     def view(request: Request, doc_id: str) -> Response:
