@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qa.errors import ConfigError
@@ -102,6 +102,32 @@ class Settings(BaseSettings):
     # with Retry-After (seconds) instead of an unbounded wait (qa/server/admission.py).
     queue_limit: int = Field(16, ge=0)
     retry_after: int = Field(1, ge=1, le=3600)
+
+    # Documents added and removed while the server runs (POST/DELETE /documents).
+    # auto = allowed on a loopback host, or anywhere once api_key is set; on = the same, but
+    # `qa serve` refuses to start on another host without api_key; off = never.
+    uploads: Literal["auto", "on", "off"] = "auto"
+    # The largest upload (all files of one request together), and the types taken, judged by
+    # their content: PDF by `%PDF-`, DOCX by its zip holding word/document.xml, text by UTF-8.
+    max_upload_bytes: int = Field(50 * 2**20, ge=1024)
+    upload_types: tuple[Literal["txt", "md", "html", "pdf", "docx"], ...] = (
+        "txt",
+        "md",
+        "html",
+        "pdf",
+        "docx",
+    )
+    # How often (seconds) the server looks at the index for a change made elsewhere (`qa
+    # index` in another terminal, another server's upload); 0 = never.
+    watch_interval: float = Field(1.0, ge=0.0, le=3600.0)
+
+    @field_validator("upload_types", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        # `--upload-types pdf,docx` on the command line (the environment takes JSON too).
+        return (
+            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -11,6 +11,11 @@
     ├── InvalidSpanError        a highlight span outside its document (HTTP 422)
     ├── DocumentNotFoundError   no document with that id             (HTTP 404)
     ├── DatabaseError           the PostgreSQL store is unreachable or failed (HTTP 503)
+    ├── UploadError             an uploaded file qa will not take     (HTTP 422)
+    │   ├── UnsupportedFileError  not a type qa reads (by content)    (HTTP 415)
+    │   └── FileTooLargeError     over max_upload_bytes              (HTTP 413)
+    ├── WriteForbiddenError     uploads/deletes are off on this server (HTTP 403)
+    ├── JobNotFoundError        no ingest job with that id           (HTTP 404)
     └── BackendError            the LLM server is down or erred      (HTTP 502)
         └── BackendTimeoutError it did not answer in time            (HTTP 504)
 
@@ -80,6 +85,26 @@ class DocumentNotFoundError(QAError):
 
 class DatabaseError(QAError):
     """The PostgreSQL store (store=postgres) is unreachable, refuses us, or failed."""
+
+
+class UploadError(QAError):
+    """An uploaded file cannot become a document: empty, unreadable, no text, a bad name."""
+
+
+class UnsupportedFileError(UploadError):
+    """An uploaded file is not one of the allowed types, judged by its content."""
+
+
+class FileTooLargeError(UploadError):
+    """An upload is over the size limit (setting max_upload_bytes)."""
+
+
+class WriteForbiddenError(QAError):
+    """Uploads and deletes are not allowed on this server (see the setting `uploads`)."""
+
+
+class JobNotFoundError(QAError):
+    """No ingest job with that id (finished jobs are kept for a while, then forgotten)."""
 
 
 class BackendError(QAError):

@@ -22,6 +22,7 @@ from qa.types import Answer, Candidate, Document, Passage, Turn
 if TYPE_CHECKING:
     from qa.answering.registry import Answerer
     from qa.embedding.models import Embedder
+    from qa.retrieval.rerank import Reranker
     from qa.retrieval.retriever import Retrieval, Retriever
     from qa.stores.base import Store
 
@@ -49,18 +50,21 @@ class Pipeline:
         store: Store,
         embedder: Embedder,
         backend_reason: str | None = None,
+        opened_with: Settings | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         from qa.retrieval.retriever import Retriever
 
         self.settings = settings
+        # The settings before the index's calibration was applied: what `reopen` starts from.
+        self.opened_with = opened_with or settings
         self.store = store
         self.embedder = embedder
         # Why the embedder runs on its backend (`auto`'s choice, or the setting), for /readyz.
         self.backend_reason = backend_reason or (
             f"set by embedding_backend={settings.embedding_backend}"
         )
-        reranker = None
-        if settings.reranker:
+        if reranker is None and settings.reranker:
             from qa.retrieval.rerank import get_reranker
 
             reranker = get_reranker(settings.reranker, settings.device)
@@ -100,6 +104,25 @@ class Pipeline:
             store=store,
             embedder=embedder,
             backend_reason=backend_reason,
+            opened_with=settings,
+        )
+
+    def reopen(self) -> Pipeline:
+        """A Pipeline over the index as it is now, sharing this one's models.
+
+        For a server that swaps to a rebuilt index: only the store is opened again (plus its
+        calibration); the embedding model and the reranker are reused, not loaded twice.
+        """
+        from qa.stores import open_store
+        from qa.stores.calibration import apply_calibration
+
+        return Pipeline(
+            apply_calibration(self.opened_with),
+            store=open_store(self.opened_with),
+            embedder=self.embedder,
+            backend_reason=self.backend_reason,
+            opened_with=self.opened_with,
+            reranker=self.retriever.reranker,
         )
 
     # -- building blocks -------------------------------------------------------------------

@@ -69,6 +69,17 @@ class Document:
 
 
 @dataclass(frozen=True)
+class DocumentInfo:
+    """An indexed document without its text: what a list of documents shows."""
+
+    id: str
+    title: str
+    source: str
+    n_pages: int
+    n_chunks: int
+
+
+@dataclass(frozen=True)
 class Chunk:
     """A token-bounded span of a document: `document.text[start:end] == text`."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,8 +69,12 @@ def build_index(
     index_dir: Path | None = None,
     rebuild: bool = False,
     progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
-    """Index the corpus folder into the settings' store (incrementally unless `rebuild`)."""
+    """Index the corpus folder into the settings' store (incrementally unless `rebuild`).
+
+    `on_progress(done, total)` counts the chunks to embed (a server's job reports it).
+    """
     started = time.perf_counter()
     corpus_dir = Path(corpus_dir or settings.corpus_dir)
     index_dir = Path(index_dir or settings.index_dir)
@@ -86,9 +90,12 @@ def build_index(
         # The embedding cache (beside the index folder, whatever the store) spares re-embedding
         # text seen before: an edited document, a rebuild, a switch between stores.
         cache = open_cache(settings, index_dir, embedder, rows=len(chunks) + old.n_chunks)
+        tick = _counter(len(chunks), on_progress)
         vectors = embed_texts(
-            embedder, [embedding_text(c) for c in chunks], progress=progress, cache=cache
+            embedder, [embedding_text(c) for c in chunks], progress=progress, cache=cache, tick=tick
         )
+        if on_progress is not None:
+            on_progress(len(chunks), len(chunks))  # cache hits are never ticked
         done = writer.write(
             IndexUpdate(
                 documents=corpus.documents,
@@ -125,6 +132,23 @@ def build_index(
     return report
 
 
+def _counter(
+    total: int, on_progress: Callable[[int, int], None] | None
+) -> Callable[[int], None] | None:
+    """A `tick(n)` adding n embedded chunks to the count `on_progress` receives."""
+    if on_progress is None:
+        return None
+    done = 0
+    on_progress(0, total)
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done = min(done + n, total)
+        on_progress(done, total)
+
+    return tick
+
+
 def index_manifest(settings: Settings, embedder: Embedder, corpus_dir: Path) -> dict[str, Any]:
     """How an index of `corpus_dir` is built with these settings (any store writes it)."""
     return base_manifest(
@@ -158,6 +182,7 @@ def embed_texts(
     progress: bool,
     cache: EmbeddingCache | None = None,
     done: SliceDone | None = None,
+    tick: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Vectors of `texts`: cached ones looked up, the rest embedded longest first in large
     slices (little padding waste), each slice added to the cache (or passed to `done`)."""
@@ -166,7 +191,9 @@ def embed_texts(
             vectors = embed_with_cache(
                 cache,
                 texts,
-                lambda todo, done: embed_texts(embedder, todo, progress=progress, done=done),
+                lambda todo, done: embed_texts(
+                    embedder, todo, progress=progress, done=done, tick=tick
+                ),
                 embedder.dim,
             )
             log.info("Embedding cache: %d hits, %d misses", cache.hits, cache.misses)
@@ -190,6 +217,8 @@ def embed_texts(
             out[idx] = embedder.embed_documents([texts[i] for i in idx])
             if done is not None:
                 done(idx, out[idx])
+            if tick is not None:
+                tick(len(idx))
             if bar and task is not None:
                 bar.advance(task, len(idx))
     finally:

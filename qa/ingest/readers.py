@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.errors import CorpusError
+from qa.errors import CorpusError, UploadError
 from qa.ingest.clean import clean_pages, tidy
 from qa.ingest.docx import DocxError, read_docx
 from qa.types import Document
@@ -133,6 +133,18 @@ def load_corpus(folder: Path) -> CorpusLoad:
         "Loaded %d documents from %d files (%d skipped)", len(ordered), len(files), len(skipped)
     )
     return CorpusLoad(ordered, tuple(skipped), tuple(files))
+
+
+def read_file(name: str, data: bytes) -> tuple[Document, ...]:
+    """The documents one file's bytes make, read as `load_corpus` reads the file `name`.
+
+    UploadError with the reason when it makes none (no text, not UTF-8, damaged, a zip bomb).
+    """
+    try:
+        found, _ = _parse(Path(name), name, data)
+    except _Unreadable as exc:
+        raise UploadError(f"{name}: {exc}.") from None
+    return tuple(found)
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -266,5 +278,8 @@ def _parse_pdf(path: Path, data: bytes) -> tuple[str, str, tuple[int, ...]]:
         raise _Unreadable(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
     cleaned = clean_pages(page_texts)
     if not cleaned.text.strip():
-        raise _Unreadable("no extractable text in the PDF (scanned images need OCR first)")
+        raise _Unreadable(
+            "no extractable text in the PDF: scanned PDFs need OCR, which qa does not do; "
+            "run an OCR tool on it (such as ocrmypdf) and add the result"
+        )
     return " ".join(str(meta_title).split()) or path.stem, cleaned.text, cleaned.pages

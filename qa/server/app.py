@@ -9,8 +9,10 @@ Errors become `{"detail": message}` with a status code, never a stack trace:
 
     InvalidQuestionError, bad JSON or types  422     UnknownAnswererError   400
     InvalidSpanError                         422     UnknownModelError      404
-    DocumentNotFoundError                    404     missing/wrong API key  401
+    DocumentNotFoundError, JobNotFoundError  404     missing/wrong API key  401
     body over max_body_bytes                 413     index not loaded yet   503
+    upload over max_upload_bytes             413     UnsupportedFileError   415
+    UploadError (empty, unreadable, no text) 422     WriteForbiddenError    403
     queue full (queue_limit; Retry-After)    503
     Corpus/IndexNotFound/IndexMismatchError  503     BackendError           502
     BackendTimeoutError                      504     ConfigError            500
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -70,6 +74,11 @@ _STATUS: dict[type[errors.QAError], int] = {
     errors.UnknownModelError: 404,
     errors.UnknownAnswererError: 400,
     errors.DocumentNotFoundError: 404,
+    errors.JobNotFoundError: 404,
+    errors.UnsupportedFileError: 415,
+    errors.FileTooLargeError: 413,
+    errors.UploadError: 422,
+    errors.WriteForbiddenError: 403,
     errors.CorpusError: 503,
     errors.IndexNotFoundError: 503,
     errors.IndexMismatchError: 503,
@@ -315,23 +324,47 @@ def _document_answerers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastAPI:
-    """The app; without a pipeline it answers 503 until `app_state(app).ready(p)` is called."""
+    """The app; without a pipeline it answers 503 until `app_state(app).ready(p)` is called.
+
+    While it runs it follows the index (`qa.server.live`): jobs swap it, and a change made
+    elsewhere is noticed within settings.watch_interval seconds.
+    """
+    from qa.server.documents import documents_router
+    from qa.server.live import Live
     from qa.server.web import add_web_routes
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        live.watch(settings.watch_interval)
+        yield
+        live.stop()
 
     app = FastAPI(
         title="qa",
         version="0.1.0",
         summary="Ask questions about a folder of documents; every answer cites its source span.",
+        lifespan=lifespan,
     )
     app.state.qa = AppState(settings, pipeline)
+    live = app.state.live = Live(app.state.qa)
+    upload_limit = (
+        # The multipart framing around the files is small; the route checks the files' bytes.
+        settings.max_upload_bytes + 64 * 1024,
+        f"The upload is over the limit of {settings.max_upload_bytes} bytes (setting "
+        "max_upload_bytes). Upload fewer or smaller files at a time.",
+    )
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, payload=_limit_payload
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        payload=_limit_payload,
+        overrides={("POST", "/documents"): upload_limit},
     )
     app.add_exception_handler(errors.QAError, _qa_error)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(_api_router(settings))
+    app.include_router(documents_router(settings, _auth(settings)))
     app.include_router(openai_router(status_for, _auth(settings)))
     app.include_router(_open_router())
     add_web_routes(app)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,9 +23,12 @@ class BodyLimitMiddleware:
         *,
         max_bytes: int,
         payload: Callable[[str, str], dict[str, Any]] | None = None,
+        overrides: Mapping[tuple[str, str], tuple[int, str]] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # (method, path) -> (its own limit, the refusal message): uploads are far larger.
+        self.overrides = dict(overrides or {})
         # The error body for (path, message): routes differ in their error shape.
         self.payload = payload or (lambda path, detail: {"detail": detail})
 
@@ -33,9 +36,17 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, detail = self.overrides.get(
+            (scope["method"], scope["path"]),
+            (
+                self.max_bytes,
+                f"The request body is over the limit of {self.max_bytes} bytes "
+                "(setting max_body_bytes). Send a shorter question or history.",
+            ),
+        )
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send, scope["path"])
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._refuse(send, scope["path"], detail)
             return
         chunks: list[bytes] = []
         size = 0
@@ -45,8 +56,8 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send, scope["path"])
+            if size > max_bytes:
+                await self._refuse(send, scope["path"], detail)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -63,11 +74,7 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send, path: str) -> None:
-        detail = (
-            f"The request body is over the limit of {self.max_bytes} bytes "
-            "(setting max_body_bytes). Send a shorter question or history."
-        )
+    async def _refuse(self, send: Send, path: str, detail: str) -> None:
         payload = json.dumps(self.payload(path, detail)).encode()
         await send(
             {

@@ -324,3 +324,90 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
         ),
     ]
 }
+
+
+# -- documents added and removed while the server runs (POST/DELETE /documents, /jobs) -------
+
+_JOB_EXAMPLE: dict[str, Any] = {
+    "job_id": "3-5f0c9e2a7b1d",
+    "state": "running",
+    "progress": {"done": 64, "total": 118, "unit": "chunks"},
+    "files": [
+        {"name": "paper.pdf", "doc_id": "paper.pdf", "status": "running", "error": None},
+    ],
+}
+
+
+class JobAccepted(BaseModel):
+    """A job was queued; follow it at GET /jobs/{job_id}."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"job_id": "3-5f0c9e2a7b1d"}]})
+
+    job_id: str
+
+
+class ProgressOut(BaseModel):
+    """`done` of `total` `unit`s: files while queued, chunks embedded once running."""
+
+    done: int
+    total: int
+    unit: Literal["files", "chunks"]
+
+
+class JobFileOut(BaseModel):
+    """One file of a job; `error` says in plain words why it failed (null when it did not)."""
+
+    name: str
+    doc_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    error: str | None
+
+
+class JobOut(BaseModel):
+    """An ingest job: queued, running (one at a time, FIFO), done or failed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_JOB_EXAMPLE]})
+
+    job_id: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: ProgressOut
+    files: list[JobFileOut]
+
+
+class DocumentInfoOut(BaseModel):
+    """An indexed document: `bytes` and `added` (its file's modification time, UTC) come from
+    the corpus folder (null when the file is gone), `pages` is null for unpaged formats."""
+
+    doc_id: str
+    title: str
+    type: str = Field(examples=["pdf"])
+    pages: int | None
+    chunks: int
+    bytes: int | None
+    added: str | None = Field(examples=["2026-11-30T04:12:09Z"])
+
+
+class DocumentsOut(BaseModel):
+    """Every indexed document, sorted by id."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "documents": [
+                        {
+                            "doc_id": _DOC,
+                            "title": _TITLE,
+                            "type": "txt",
+                            "pages": None,
+                            "chunks": 14,
+                            "bytes": 11702,
+                            "added": "2026-11-30T04:12:09Z",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    documents: list[DocumentInfoOut]

@@ -28,9 +28,12 @@ def load_in_background(
 
     def run() -> None:
         from qa.pipeline import Pipeline
+        from qa.stores import index_version
 
         t0 = time.perf_counter()
         log.info("Loading the index from %s/ ...", settings.index_dir)
+        # Taken before loading: an index swapped in meanwhile is then a change to pick up.
+        version = index_version(settings)
         try:
             pipeline = Pipeline.load(settings, build_if_missing=build_if_missing, progress=True)
             pipeline.answerer()  # create the default answerer now, not on the first question
@@ -43,7 +46,7 @@ def load_in_background(
             log.exception("Loading the index failed")
             state.failed("Loading the index failed with an internal error; see the server log.")
             raise
-        state.ready(pipeline)
+        state.ready(pipeline, version=version)
         documents, chunks = state.counts
         log.info(
             "Ready in %.1fs: %d documents, %d chunks, answerer %r.",
@@ -81,7 +84,9 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from qa.server.app import create_app
+    from qa.server.documents import check_write_access
 
+    check_write_access(settings)
     app = create_app(settings)
     load_in_background(app, settings)
     log.info("Chat page: http://%s:%d/  (API docs at /docs)", settings.host, settings.port)

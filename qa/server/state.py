@@ -33,11 +33,18 @@ class AppState:
         self.pipeline: Pipeline | None = None
         self.reason = LOADING
         self.counts = (0, 0)
+        # The index version (qa.stores.index_version) the pipeline serves: `Live` compares it.
+        self.version: object = None
         if pipeline is not None:
             self.ready(pipeline)
 
-    def ready(self, pipeline: Pipeline) -> None:
+    def ready(self, pipeline: Pipeline, *, version: object = None) -> None:
+        """Serve `pipeline` from now on (an index of `version`, else the one on disk now)."""
+        from qa.stores import index_version
+
+        self.version = version or index_version(pipeline.opened_with, pipeline.store)
         self.counts = (document_count(pipeline), pipeline.store.n_chunks)
+        # One assignment: a request gets the old pipeline or the new one, never a mix.
         self.pipeline = pipeline
 
     def failed(self, reason: str) -> None:

@@ -31,6 +31,24 @@ def open_store(settings: Settings) -> Store:
     return FaissStore.load(settings.index_dir, settings)
 
 
+def index_version(settings: Settings, store: Store | None = None) -> object:
+    """A cheap token that changes whenever the index is rewritten (None when there is none).
+
+    The FAISS folder is swapped in whole, so its manifest file's inode and mtime change; the
+    Postgres store bumps a generation number with every committed write (asked of `store`).
+    """
+    if settings.store == "postgres":
+        generation = getattr(store, "generation", None)
+        return generation() if callable(generation) else None
+    from qa.stores.folder import MANIFEST_FILE
+
+    try:
+        info = (Path(settings.index_dir) / MANIFEST_FILE).stat()
+    except FileNotFoundError:  # none yet, or between the two renames of a swap
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
 def open_writer(
     settings: Settings, manifest: Mapping[str, Any], *, index_dir: Path, rebuild: bool = False
 ) -> IndexWriter:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from qa.types import Chunk, Document
+    from qa.types import Chunk, Document, DocumentInfo
 
 
 class Store(Protocol):
@@ -59,6 +59,10 @@ class Store(Protocol):
 
     def documents(self) -> tuple[Document, ...]:
         """Every indexed document, sorted by id."""
+        ...
+
+    def document_list(self) -> tuple[DocumentInfo, ...]:
+        """Every indexed document's id, title, source and counts (no text), sorted by id."""
         ...
 
     def chunk(self, chunk_id: str) -> Chunk:

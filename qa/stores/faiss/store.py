@@ -48,7 +48,7 @@ from qa.stores.folder import (
     swap_in,
     versions,
 )
-from qa.types import Chunk, Document, embedding_text
+from qa.types import Chunk, Document, DocumentInfo, embedding_text
 
 if TYPE_CHECKING:
     import faiss
@@ -275,6 +275,17 @@ class FaissStore:
     def documents(self) -> tuple[Document, ...]:
         """Every indexed document, sorted by id."""
         return tuple(_document(r) for r in self._query("SELECT * FROM documents ORDER BY id"))
+
+    def document_list(self) -> tuple[DocumentInfo, ...]:
+        """Every document's id, title, source, page and chunk counts, sorted by id."""
+        rows = self._query(
+            "SELECT d.id, d.title, d.source, d.pages, COUNT(c.row) FROM documents d "
+            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.id"
+        )
+        return tuple(
+            DocumentInfo(id, title, source, len(json.loads(pages)), int(n))
+            for id, title, source, pages, n in rows
+        )
 
     def chunk(self, chunk_id: str) -> Chunk:
         """The chunk with id `chunk_id`; DocumentNotFoundError if it is not indexed."""

@@ -31,7 +31,7 @@ from qa.stores.postgres.schema import (
     require_dsn,
     schema_version,
 )
-from qa.types import Chunk, Document
+from qa.types import Chunk, Document, DocumentInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -239,9 +239,13 @@ class PostgresStore:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([np.asarray(found[c], dtype=np.float32) for c in chunk_ids])
 
+    def generation(self) -> int:
+        """The number of the newest committed ingest (every write bumps it)."""
+        return int(self._rows("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+
     def _keyword_index(self) -> tuple[int, Bm25Index, list[str]]:
         """The BM25 index of the newest committed generation (loaded once per generation)."""
-        generation = int(self._rows("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+        generation = self.generation()
         with self._bm25_lock:
             if self._bm25 is None or self._bm25[0] != generation:
                 self._bm25 = self._load_bm25(generation)
@@ -279,6 +283,14 @@ class PostgresStore:
             "SELECT id, title, source, text, content_hash, pages FROM documents ORDER BY id"
         )
         return tuple(_document(r) for r in rows)
+
+    def document_list(self) -> tuple[DocumentInfo, ...]:
+        """Every document's id, title, source, page and chunk counts, sorted by id."""
+        rows = self._rows(
+            "SELECT d.id, d.title, d.source, cardinality(d.pages), count(c.id) FROM documents d "
+            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.id"
+        )
+        return tuple(DocumentInfo(r[0], r[1], r[2], int(r[3] or 0), int(r[4])) for r in rows)
 
     def chunk(self, chunk_id: str) -> Chunk:
         """The chunk with id `chunk_id`; DocumentNotFoundError if it is not indexed."""
