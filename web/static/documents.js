@@ -16,17 +16,9 @@ const STATE_TEXT = {
   failed: "Failed",
 };
 const FILE_STATUS_TEXT = {
+  uploading: "uploading", // ours, until the server has answered the upload
   queued: "waiting",
-  pending: "waiting",
   running: "indexing",
-  uploading: "uploading",
-  added: "added",
-  indexed: "added",
-  done: "done",
-  removed: "removed",
-  failed: "not added",
-  rejected: "not added",
-  skipped: "skipped",
 };
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -60,8 +52,10 @@ const DATE_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", ti
 
 /** One upload or removal: its state, a progress bar and a line per file. */
 class JobView {
-  constructor(title) {
+  /** `doneWord`: what a finished file is ("added" for an upload, "removed" for a removal). */
+  constructor(title, doneWord) {
     this.title = title;
+    this.doneWord = doneWord;
     this.node = el("li", "job running");
     const head = el("div", "job-head");
     this.heading = el("span", "job-title", title);
@@ -99,15 +93,16 @@ class JobView {
     }
     this.state.textContent = state;
     if (Array.isArray(job.files)) this.showFiles(job.files);
-    if (job.state === "done" || job.state === "failed") this.finish(job.state, job.error);
+    if (job.state === "done" || job.state === "failed") this.finish(job.state);
   }
 
   showFiles(files) {
     this.files.replaceChildren();
     for (const file of files) {
-      const failed = Boolean(file.error) || file.status === "failed" || file.status === "rejected";
+      const failed = Boolean(file.error) || file.status === "failed";
       const row = el("li", failed ? "job-file failed" : "job-file");
-      const status = FILE_STATUS_TEXT[file.status] || String(file.status || "");
+      const ours = { done: this.doneWord, failed: `not ${this.doneWord}` };
+      const status = ours[file.status] || FILE_STATUS_TEXT[file.status] || String(file.status);
       row.append(el("span", "job-file-name", file.name), el("span", "job-file-status", status));
       if (file.error) row.append(el("p", "job-file-error", file.error));
       this.files.append(row);
@@ -121,7 +116,7 @@ class JobView {
     this.finish("failed");
   }
 
-  finish(state, error) {
+  finish(state) {
     if (!this.node.classList.contains("running")) return;
     this.node.classList.remove("running");
     this.node.classList.add(state === "failed" ? "failed" : "done");
@@ -129,7 +124,6 @@ class JobView {
       this.bar.max = 1;
       this.bar.value = 1;
     }
-    if (typeof error === "string" && error) this.node.append(el("p", "job-file-error", error));
     this.dismiss.hidden = false;
   }
 
@@ -313,7 +307,7 @@ export class DocumentsPanel {
   }
 
   async remove(doc, title) {
-    const view = this.startJob(`Removing ${title}`);
+    const view = this.startJob(`Removing ${title}`, "removed");
     this.heading.focus(); // the row is about to go; keep the focus somewhere meaningful
     this.announce(`Removing ${title}…`);
     try {
@@ -343,7 +337,7 @@ export class DocumentsPanel {
     const form = new FormData();
     for (const file of files) form.append("files", file, file.name);
     const title = files.length === 1 ? `Adding ${files[0].name}` : `Adding ${files.length} files`;
-    const view = this.startJob(title);
+    const view = this.startJob(title, "added");
     view.showFiles(files.map((f) => ({ name: f.name, status: "uploading" })));
     this.announce(`${title}…`);
     try {
@@ -388,8 +382,8 @@ export class DocumentsPanel {
 
   // ---------- jobs ----------
 
-  startJob(title) {
-    const view = new JobView(title);
+  startJob(title, doneWord) {
+    const view = new JobView(title, doneWord);
     this.jobs.prepend(view.node);
     this.active += 1;
     this.busy.hidden = false;
