@@ -214,6 +214,29 @@ def test_keyboard_only_upload_and_removal(page: Any) -> None:
     expect(page.get_by_role("button", name="Documents", exact=True)).to_be_focused()
 
 
+def test_files_dropped_on_the_page_are_added(page: Any) -> None:
+    documents, _ = counts(page)
+    assert page.locator("#docs").is_hidden()
+    # Playwright cannot drag a file from the desktop; the drop event Chromium would fire is
+    # built here, with a real File in its DataTransfer, and goes to the page's own handler.
+    page.evaluate(
+        """([name, text]) => {
+          const data = new DataTransfer();
+          data.items.add(new File([text], name, { type: "text/plain" }));
+          const init = { dataTransfer: data, bubbles: true, cancelable: true };
+          const drop = new DragEvent("drop", init);
+          document.getElementById("conversation").dispatchEvent(drop);
+        }""",
+        ["ferry.txt", "Vextrel ferry timetable\n\nThe ferry leaves the quay at seven.\n"],
+    )
+    panel = page.locator("#docs")
+    expect(panel).to_be_visible()  # the panel opens to show the job
+    job = finished_job(panel, "Adding ferry.txt")
+    assert "done" in job.get_attribute("class")
+    expect(panel.locator(".doc-row", has_text="Vextrel ferry timetable")).to_have_count(1)
+    header_counts(page, documents + 1)
+
+
 def test_documents_panel_fits_a_phone(browser: Any, server: LiveServer) -> None:
     with chat_page(
         browser, server.url, viewport={"width": 390, "height": 844}, is_mobile=True

@@ -3,29 +3,18 @@
 // on the server, followed at GET /jobs/{id} until it is done. Server strings (file names, titles,
 // errors) go into the DOM only as text (el() sets textContent).
 import { ApiError, apiFetch, documentUrl, el, errorDetail, viewUrl } from "./common.js";
+import { JobView } from "./jobs.js";
 
 const $ = (id) => document.getElementById(id);
 const FIRST_POLL_MS = 250;
 const MAX_POLL_MS = 1500; // a long ingest is polled at this pace, not faster
 const LOST_POLLS = 10; // consecutive unreachable polls before a job is reported lost
 
-const STATE_TEXT = {
-  queued: "Waiting for the job before it…",
-  running: "Indexing…",
-  done: "Done",
-  failed: "Failed",
-};
-const FILE_STATUS_TEXT = {
-  uploading: "uploading", // ours, until the server has answered the upload
-  queued: "waiting",
-  running: "indexing",
-};
-
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** 1536 -> "1.5 KB". */
-export function formatBytes(bytes) {
+function formatBytes(bytes) {
   if (typeof bytes !== "number" || !Number.isFinite(bytes)) return "";
   if (bytes < 1024) return `${bytes} B`;
   const units = ["KB", "MB", "GB"];
@@ -38,105 +27,14 @@ export function formatBytes(bytes) {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
-/** An `added` value (ISO text or Unix seconds) as a Date, or null when it is neither. */
+/** The API's `added` (ISO 8601 text) as a Date, or null when absent or unreadable. */
 function addedDate(added) {
-  if (typeof added === "number") return new Date(added < 1e12 ? added * 1000 : added);
-  if (typeof added === "string" && added) {
-    const date = new Date(added);
-    return Number.isNaN(date.getTime()) ? null : date;
-  }
-  return null;
+  if (typeof added !== "string" || !added) return null;
+  const date = new Date(added);
+  return Number.isNaN(date.getTime()) ? null : date;
 }
 
 const DATE_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-
-/** One upload or removal: its state, a progress bar and a line per file. */
-class JobView {
-  /** `doneWord`: what a finished file is ("added" for an upload, "removed" for a removal). */
-  constructor(title, doneWord) {
-    this.title = title;
-    this.doneWord = doneWord;
-    this.node = el("li", "job running");
-    const head = el("div", "job-head");
-    this.heading = el("span", "job-title", title);
-    this.state = el("span", "job-state", "Sending…");
-    this.dismiss = el("button", "icon-btn small", "✕");
-    this.dismiss.type = "button";
-    this.dismiss.setAttribute("aria-label", `Dismiss: ${title}`);
-    this.dismiss.hidden = true;
-    this.dismiss.addEventListener("click", () => this.node.remove());
-    head.append(this.heading, this.state, this.dismiss);
-    this.bar = el("progress", "job-bar");
-    this.bar.setAttribute("aria-label", title);
-    this.bar.setAttribute("aria-valuetext", "starting");
-    this.files = el("ul", "job-files");
-    this.node.append(head, this.bar, this.files);
-  }
-
-  /** Draw the job as GET /jobs/{id} describes it. */
-  update(job) {
-    const { done = 0, total = 0, unit = "" } = job.progress || {};
-    let state = STATE_TEXT[job.state] || String(job.state);
-    if (total > 0) {
-      this.bar.max = total;
-      this.bar.value = Math.min(done, total);
-      const counted = `${done} of ${total}${unit ? ` ${unit}` : ""}`;
-      this.bar.setAttribute("aria-valuetext", counted);
-      if (job.state === "running") state = `Indexing: ${counted}`;
-    } else if (job.state === "done" || job.state === "failed") {
-      this.bar.max = 1;
-      this.bar.value = 1;
-      this.bar.setAttribute("aria-valuetext", state);
-    } else {
-      this.bar.removeAttribute("value"); // indeterminate until the server knows a total
-      this.bar.setAttribute("aria-valuetext", state);
-    }
-    this.state.textContent = state;
-    if (Array.isArray(job.files)) this.showFiles(job.files);
-    if (job.state === "done" || job.state === "failed") this.finish(job.state);
-  }
-
-  showFiles(files) {
-    this.files.replaceChildren();
-    for (const file of files) {
-      const failed = Boolean(file.error) || file.status === "failed";
-      const row = el("li", failed ? "job-file failed" : "job-file");
-      const ours = { done: this.doneWord, failed: `not ${this.doneWord}` };
-      const status = ours[file.status] || FILE_STATUS_TEXT[file.status] || String(file.status);
-      row.append(el("span", "job-file-name", file.name), el("span", "job-file-status", status));
-      if (file.error) row.append(el("p", "job-file-error", file.error));
-      this.files.append(row);
-    }
-  }
-
-  /** A failure before or outside the job (the upload refused, the server gone). */
-  fail(message) {
-    this.state.textContent = STATE_TEXT.failed;
-    this.node.append(el("p", "job-file-error", message));
-    this.finish("failed");
-  }
-
-  finish(state) {
-    if (!this.node.classList.contains("running")) return;
-    this.node.classList.remove("running");
-    this.node.classList.add(state === "failed" ? "failed" : "done");
-    if (!this.bar.hasAttribute("value")) {
-      this.bar.max = 1;
-      this.bar.value = 1;
-    }
-    this.dismiss.hidden = false;
-  }
-
-  /** What a screen reader hears when the job ends. */
-  summary(job) {
-    const files = Array.isArray(job.files) ? job.files : [];
-    const bad = files.filter((f) => f.error);
-    if (job.state === "failed" && !bad.length) return `${this.title}: failed.`;
-    const parts = [`${this.title}: ${job.state === "failed" ? "failed" : "done"}.`];
-    for (const f of bad) parts.push(`${f.name}: ${f.error}`);
-    return parts.join(" ");
-  }
-}
 
 export class DocumentsPanel {
   /**
@@ -157,7 +55,6 @@ export class DocumentsPanel {
     this.error = $("docs-error");
     this.live = $("docs-live");
     this.active = 0;
-    this.loaded = false;
 
     this.toggle.addEventListener("click", () => (this.isOpen() ? this.close() : this.open()));
     $("docs-close").addEventListener("click", () => this.close());
@@ -180,7 +77,9 @@ export class DocumentsPanel {
       this.toggle.setAttribute("aria-expanded", "true");
     }
     this.heading.focus();
-    if (!this.loaded) this.refresh();
+    // `qa index` in another terminal may have changed the index since the last look.
+    this.refresh();
+    this.hooks.changed();
   }
 
   close({ restoreFocus = true } = {}) {
@@ -209,7 +108,6 @@ export class DocumentsPanel {
       const { documents } = await res.json();
       this.render(documents);
       this.error.hidden = true;
-      this.loaded = true;
     } catch (err) {
       this.error.textContent = `Cannot list the documents: ${err.message || err}`;
       this.error.hidden = false;
