@@ -65,6 +65,8 @@ class ServeProcess:
     """`command` (a `qa serve`) as a real process on `port`, ready once `/readyz` says 200.
 
     On exit it is stopped with SIGINT, as Ctrl-C would; `output` then holds what it printed.
+    Its output is read as it comes: a full pipe would block the server's logging, and with
+    it the server (its access log fills 64 KB in a few hundred requests).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.cwd, self.env, self.timeout = cwd, env, timeout
         self.output = ""
+        self._lines: list[str] = []
 
     def __enter__(self) -> ServeProcess:
         self.proc = subprocess.Popen(
@@ -84,6 +87,8 @@ class ServeProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         try:
             wait_for(
                 self._ready, what=f"{' '.join(self.command)} to become ready", timeout=self.timeout
@@ -114,16 +119,20 @@ class ServeProcess:
             self.proc.send_signal(signal.SIGINT)
         self._collect()
 
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
+
     def _collect(self) -> None:
-        """Wait for the process to end and keep its output (once)."""
-        if self.proc.stdout is None or self.proc.stdout.closed:
-            return
+        """Wait for the process to end and keep its output."""
         try:
-            out, _ = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        self.output = out or ""
+            self.proc.wait()
+        self._reader.join(timeout=30)
+        self.output = "".join(self._lines)
 
 
 def demo_corpus_copy(folder: Path, extra: dict[str, str] | None = None) -> Path:

@@ -21,8 +21,9 @@ from qa.pipeline import Pipeline
 from qa.server.app import app_state, create_app
 
 # The schema comes from an app without an index (cheap at collection time); the fixture below
-# gives it the real demo pipeline before any request is made.
-APP = create_app(load_settings(_env_file=None))
+# gives it the real demo pipeline before any request is made. Uploads off: generated files
+# must not land in the demo corpus (the documented 403 is checked instead).
+APP = create_app(load_settings(uploads="off", _env_file=None))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
@@ -23,6 +24,7 @@ from qa.errors import (
     WriteForbiddenError,
 )
 from qa.ingest.uploads import check_upload, corpus_file, remove_file, save_upload, type_of_name
+from qa.pipeline import Pipeline
 from qa.server.jobs import FileStatus, Job
 from qa.server.live import Live
 from qa.server.models import DocumentInfoOut, DocumentsOut, ErrorOut, JobAccepted, JobOut
@@ -103,7 +105,14 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
         """Every indexed document with its type, pages, chunks, file size and when it was added."""
         return DocumentsOut(
             documents=[
-                _listed(settings, info.id, info.title, info.source, info.n_pages, info.n_chunks)
+                _listed(
+                    corpus_of(pipeline),
+                    info.id,
+                    info.title,
+                    info.source,
+                    info.n_pages,
+                    info.n_chunks,
+                )
                 for info in pipeline.store.document_list()
             ]
         )
@@ -141,7 +150,7 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
                 )
             )
         # Every file is checked before any is saved: a request is taken whole or not at all.
-        saved = [save_upload(settings.corpus_dir, u) for u in checked]
+        saved = [save_upload(corpus_of(pipeline), u) for u in checked]
         job = live.jobs.submit("upload", [FileStatus(name=n, doc_id=n) for n in saved])
         return JobAccepted(job_id=job.job_id)
 
@@ -154,6 +163,7 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
     )
     def delete(doc_id: str, pipeline: Ready, live: LiveDep) -> JobAccepted:
         """Remove a document: its file leaves the corpus folder now, the index follows (a job)."""
+        corpus = corpus_of(pipeline)
         try:
             source = pipeline.store.document(doc_id).source
         except DocumentNotFoundError:
@@ -169,7 +179,7 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
                 f"{doc_id!r} is one record of {source}, which holds other documents too: edit "
                 f"{source} in the corpus folder and run `qa index`."
             )
-        remove_file(settings.corpus_dir, source)
+        remove_file(corpus, source)
         job = live.jobs.submit("delete", [FileStatus(name=source, doc_id=doc_id)])
         return JobAccepted(job_id=job.job_id)
 
@@ -185,13 +195,18 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: _RESPONSES[code] for code in codes}
 
 
+def corpus_of(pipeline: Pipeline) -> Path:
+    """The corpus folder of the index a pipeline serves (the one its jobs rebuild from)."""
+    return Path(pipeline.opened_with.corpus_dir)
+
+
 def _listed(
-    settings: Settings, doc_id: str, title: str, source: str, n_pages: int, n_chunks: int
+    corpus: Path, doc_id: str, title: str, source: str, n_pages: int, n_chunks: int
 ) -> DocumentInfoOut:
     size: int | None = None
     added: str | None = None
     try:
-        info = corpus_file(settings.corpus_dir, source).stat()
+        info = corpus_file(corpus, source).stat()
         size = info.st_size
         added = datetime.fromtimestamp(info.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OSError, DocumentNotFoundError):

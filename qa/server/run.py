@@ -77,6 +77,9 @@ def single_threaded_kernels() -> None:
 
 def serve(settings: Settings) -> None:
     """Run the chat page and the HTTP API on settings.host:settings.port until interrupted."""
+    from qa.server.documents import check_write_access
+
+    check_write_access(settings)  # before the slow imports: a refusal should be quick
     # Import the heavy libraries here, on the main thread, before any other thread imports:
     # torch imported from the loader thread while uvicorn imports too has been seen to hang.
     import faiss  # noqa: F401
@@ -84,9 +87,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from qa.server.app import create_app
-    from qa.server.documents import check_write_access
 
-    check_write_access(settings)
     app = create_app(settings)
     load_in_background(app, settings)
     log.info("Chat page: http://%s:%d/  (API docs at /docs)", settings.host, settings.port)
