@@ -92,6 +92,8 @@ def test_upload_ask_cite_then_remove_and_abstain(page: Any, server: LiveServer) 
     toggle = page.get_by_role("button", name="Documents", exact=True)
     expect(toggle).to_have_attribute("aria-expanded", "true")
 
+    assert page.locator("#file-input").get_attribute("accept") == ".txt,.md,.html,.htm,.pdf,.docx"
+    assert "txt, md, html, pdf, docx; up to 50 MB at a time" in panel.inner_text()
     page.locator("#file-input").set_input_files(
         files=[{"name": "lighthouse.txt", "mimeType": "text/plain", "buffer": LIGHTHOUSE.encode()}]
     )
@@ -251,3 +253,17 @@ def test_documents_panel_fits_a_phone(browser: Any, server: LiveServer) -> None:
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         ARTIFACTS.mkdir(exist_ok=True)
         phone.screenshot(path=str(ARTIFACTS / "documents-phone.png"))
+
+
+def test_without_uploads_the_panel_says_why(browser: Any, settings: Settings) -> None:
+    off = settings.model_copy(update={"uploads": "off"})
+    with (
+        LiveServer(create_app(off, pipeline=Pipeline.load(off))) as live,
+        chat_page(browser, live.url) as page,
+    ):
+        panel = open_documents(page)
+        notice = panel.locator("#uploads-off").inner_text()
+        assert notice.startswith("Uploads and deletes are off on this server (setting uploads=off)")
+        assert page.locator("#file-input").count() == 0
+        assert panel.locator(".doc-row").count() >= 1
+        assert panel.get_by_role("button", name=re.compile("^Remove")).count() == 0

@@ -14,8 +14,11 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from qa.ingest.readers import SUFFIXES
+from qa.config import Settings
+from qa.ingest.uploads import TYPES
 from qa.resources import resource_dir
+from qa.server.documents import write_refusal
+from qa.server.state import app_state
 
 WEB_DIR = resource_dir("web")
 
@@ -32,15 +35,21 @@ _HEADERS = {
 }
 
 
-# What the Documents panel's file picker offers: the formats `qa index` reads.
-_ACCEPT = ",".join(SUFFIXES)
-_FORMATS = ", ".join(s.removeprefix(".") for s in SUFFIXES if s != ".htm")
-
-
 def _static_url(name: str) -> str:
     """/static/NAME?v=<content hash>, so browsers never run a stale script after an upgrade."""
     digest = hashlib.sha256((WEB_DIR / "static" / name).read_bytes()).hexdigest()[:10]
     return f"/static/{name}?v={digest}"
+
+
+def _uploads(settings: Settings) -> dict[str, Any]:
+    """What the Documents panel offers: the file types the server takes, its size limit, and
+    why it takes none (uploads and deletes off here), so the page does not offer them in vain."""
+    mib = settings.max_upload_bytes / 2**20
+    return {
+        "upload_refusal": write_refusal(settings),
+        "upload_accept": ",".join(end for kind in settings.upload_types for end in TYPES[kind]),
+        "upload_hint": f"{', '.join(settings.upload_types)}; up to {mib:.3g} MB at a time",
+    }
 
 
 def add_web_routes(app: FastAPI) -> None:
@@ -63,9 +72,7 @@ def add_web_routes(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def chat(request: Request) -> Response:
-        return page(
-            request, "chat.html", script="app.js", accept=_ACCEPT, formats=f"Formats: {_FORMATS}"
-        )
+        return page(request, "chat.html", script="app.js", **_uploads(app_state(app).settings))
 
     @app.get("/view/{doc_id:path}", include_in_schema=False, response_class=HTMLResponse)
     def view(request: Request, doc_id: str) -> Response:

@@ -55,14 +55,18 @@ export class DocumentsPanel {
     this.error = $("docs-error");
     this.live = $("docs-live");
     this.active = 0;
+    // False when the server takes no uploads or deletes here (the panel says why instead).
+    this.writable = this.aside.dataset.writable === "true";
 
     this.toggle.addEventListener("click", () => (this.isOpen() ? this.close() : this.open()));
     $("docs-close").addEventListener("click", () => this.close());
-    this.input.addEventListener("change", () => {
-      const files = [...this.input.files];
-      this.input.value = ""; // choosing the same file again is a new upload
-      this.upload(files);
-    });
+    if (this.writable) {
+      this.input.addEventListener("change", () => {
+        const files = [...this.input.files];
+        this.input.value = ""; // choosing the same file again is a new upload
+        this.upload(files);
+      });
+    }
     this.listenForDrops();
   }
 
@@ -152,12 +156,14 @@ export class DocumentsPanel {
     info.append(link, meta);
     if (doc.doc_id !== title) info.append(el("p", "doc-id", doc.doc_id));
 
+    item.append(info);
+    if (!this.writable) return item;
     const remove = el("button", "btn ghost small", "Remove");
     remove.type = "button";
     remove.setAttribute("aria-label", `Remove ${title}`);
     const actions = el("div", "doc-actions");
     actions.append(remove);
-    item.append(info, actions);
+    item.append(actions);
     remove.addEventListener("click", () => this.confirmRemove(item, doc, title, remove));
     return item;
   }
@@ -264,12 +270,13 @@ export class DocumentsPanel {
     window.addEventListener("drop", (event) => {
       if (!hasFiles(event)) return;
       event.preventDefault();
-      this.zone.classList.remove("dragging");
+      this.zone?.classList.remove("dragging");
       const files = [...event.dataTransfer.files];
       if (!files.length) return;
-      this.open();
-      this.upload(files);
+      this.open(); // shows the job, or why this server takes no uploads
+      if (this.writable) this.upload(files);
     });
+    if (!this.writable) return;
     this.zone.addEventListener("dragenter", (event) => {
       if (hasFiles(event)) this.zone.classList.add("dragging");
     });
