@@ -9,6 +9,8 @@ const STATE_TEXT = {
   done: "Done",
   failed: "Failed",
 };
+// The page calls chunks "passages" everywhere (the header, the list, the answers).
+const UNIT_WORDS = { chunks: "passages" };
 const FILE_STATUS_TEXT = {
   uploading: "uploading", // ours, until the server has answered the upload
   queued: "waiting",
@@ -45,7 +47,8 @@ export class JobView {
     if (total > 0) {
       this.bar.max = total;
       this.bar.value = Math.min(done, total);
-      const counted = `${done} of ${total}${unit ? ` ${unit}` : ""}`;
+      const word = UNIT_WORDS[unit] ?? unit;
+      const counted = `${done} of ${total}${word ? ` ${word}` : ""}`;
       this.bar.setAttribute("aria-valuetext", counted);
       if (job.state === "running") state = `Indexing: ${counted}`;
     } else if (job.state === "done" || job.state === "failed") {
