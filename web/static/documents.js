@@ -55,6 +55,7 @@ export class DocumentsPanel {
     this.error = $("docs-error");
     this.live = $("docs-live");
     this.active = 0;
+    this.removing = new Set(); // doc ids whose removal job has not ended
     // False when the server takes no uploads or deletes here (the panel says why instead).
     this.writable = this.aside.dataset.writable === "true";
 
@@ -121,13 +122,17 @@ export class DocumentsPanel {
   }
 
   render(documents) {
+    // A refresh (another job ending) must not drop the keyboard user's place in the list.
+    const focused = document.activeElement?.closest?.(".doc-row")?.dataset.docId;
     this.count.textContent = `(${documents.length})`;
     this.list.replaceChildren();
     if (!documents.length) {
       this.list.append(el("li", "empty muted", "No documents yet: add some above."));
-      return;
     }
     for (const doc of documents) this.list.append(this.row(doc));
+    if (focused === undefined) return;
+    const row = [...this.list.children].find((r) => r.dataset.docId === focused);
+    (row?.querySelector("button:enabled, a") || this.heading).focus();
   }
 
   row(doc) {
@@ -161,6 +166,10 @@ export class DocumentsPanel {
     const remove = el("button", "btn ghost small", "Remove");
     remove.type = "button";
     remove.setAttribute("aria-label", `Remove ${title}`);
+    if (this.removing.has(doc.doc_id)) {
+      item.classList.add("removing"); // listed until its removal job has updated the index
+      remove.disabled = true;
+    }
     const actions = el("div", "doc-actions");
     actions.append(remove);
     item.append(actions);
@@ -211,25 +220,32 @@ export class DocumentsPanel {
   }
 
   async remove(doc, title) {
+    this.removing.add(doc.doc_id);
     const view = this.startJob(`Removing ${title}`, "removed");
     this.heading.focus(); // the row is about to go; keep the focus somewhere meaningful
     this.announce(`Removing ${title}…`);
+    let state = "failed";
     try {
       const res = await apiFetch(documentUrl(doc.doc_id), { method: "DELETE" });
       if (!res.ok) throw new ApiError(await errorDetail(res), res.status);
       const body = await res.json().catch(() => ({}));
       if (res.status === 202 && body.job_id) {
-        await this.follow(body.job_id, view);
+        ({ state } = await this.follow(body.job_id, view));
       } else {
+        // 200: removed at once, no job to follow.
         const job = { state: "done", files: [], progress: { done: 1, total: 1, unit: "" } };
         view.update(job);
         this.announce(view.summary(job));
+        state = "done";
+        await this.refresh();
+        this.hooks.changed();
       }
     } catch (err) {
       view.fail(err.message || String(err));
       this.announce(`${view.title}: ${err.message || err}`);
-      this.refresh(); // the row comes back as it was
     } finally {
+      this.removing.delete(doc.doc_id);
+      if (state === "failed") this.refresh(); // the row is back as it was, Remove enabled
       this.endJob();
     }
   }
