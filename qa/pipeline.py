@@ -116,7 +116,7 @@ class Pipeline:
         from qa.stores import open_store
         from qa.stores.calibration import apply_calibration
 
-        return Pipeline(
+        fresh = Pipeline(
             apply_calibration(self.opened_with),
             store=open_store(self.opened_with),
             embedder=self.embedder,
@@ -124,6 +124,15 @@ class Pipeline:
             opened_with=self.opened_with,
             reranker=self.retriever.reranker,
         )
+        with self._lock:
+            previous = dict(self._answerers)
+        for name, old in previous.items():
+            # An answerer bound to the old store is made again; one that keeps work that does
+            # not depend on the index (the extractive one's sentence vectors) hands it over.
+            carry_over = getattr(fresh.answerer(name), "carry_over", None)
+            if carry_over is not None:
+                carry_over(old)
+        return fresh
 
     # -- building blocks -------------------------------------------------------------------
 

@@ -415,3 +415,13 @@ def test_postgres_store_takes_uploads_and_deletes(tmp_path: Path, embedder: Any)
             assert c.post("/ask", json={"question": LICHEN_Q}).json()["abstained"]
     finally:
         pg.stop()
+
+
+def test_reopen_shares_the_model_and_keeps_the_sentence_vectors(demo_pipeline: Pipeline) -> None:
+    demo_pipeline.ask(DEMO_Q)
+    fresh = demo_pipeline.reopen()
+    assert fresh.embedder is demo_pipeline.embedder  # the model is not loaded twice
+    assert fresh.store is not demo_pipeline.store
+    kept = list(demo_pipeline.answerer()._vectors)  # type: ignore[attr-defined]
+    assert kept and list(fresh.answerer()._vectors) == kept  # type: ignore[attr-defined]
+    assert fresh.ask(DEMO_Q).answer == demo_pipeline.ask(DEMO_Q).answer

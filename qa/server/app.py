@@ -33,6 +33,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -291,6 +292,18 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        # One route per method: Starlette's Allow names the first route's only (GET, where
+        # /documents also takes POST); list every method the path takes.
+        path = request.url.path
+        allowed = {
+            method
+            for route in request.app.routes
+            if isinstance(route, APIRoute) and route.path_regex.match(path)
+            for method in route.methods or ()
+        }
+        headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+        exc = StarletteHTTPException(405, exc.detail, headers=headers)
     if is_openai_path(request.url.path):
         return openai_error(exc.status_code, str(exc.detail), headers=exc.headers)
     return await http_exception_handler(request, exc)

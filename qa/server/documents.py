@@ -29,10 +29,12 @@ from qa.server.jobs import FileStatus, Job
 from qa.server.live import Live
 from qa.server.models import DocumentInfoOut, DocumentsOut, ErrorOut, JobAccepted, JobOut
 from qa.server.state import Ready
+from qa.types import DocumentInfo
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
     for code, text in {
+        400: "The body is not valid multipart/form-data (send files as parts named `files`)",
         401: "Missing or wrong API key (only when the server has one)",
         403: "Uploads and deletes are off here (see the setting `uploads`)",
         404: "No such document or job",
@@ -80,8 +82,8 @@ def check_write_access(settings: Settings) -> None:
         )
 
 
-def live_of(request: Request) -> Live:
-    """The app's `Live` (index swaps and jobs)."""
+async def live_of(request: Request) -> Live:
+    """The app's `Live` (index swaps and jobs); async: no thread-pool hop per request."""
     live: Live = request.app.state.live
     return live
 
@@ -104,17 +106,7 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
     def documents(pipeline: Ready) -> DocumentsOut:
         """Every indexed document with its type, pages, chunks, file size and when it was added."""
         return DocumentsOut(
-            documents=[
-                _listed(
-                    corpus_of(pipeline),
-                    info.id,
-                    info.title,
-                    info.source,
-                    info.n_pages,
-                    info.n_chunks,
-                )
-                for info in pipeline.store.document_list()
-            ]
+            documents=[_listed(corpus_of(pipeline), d) for d in pipeline.store.document_list()]
         )
 
     @router.post(
@@ -122,7 +114,7 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
         status_code=202,
         response_model=JobAccepted,
         dependencies=writes,
-        responses=_errors(401, 403, 413, 415, 422, 503),
+        responses=_errors(400, 401, 403, 413, 415, 422, 503),
     )
     def upload(
         pipeline: Ready,
@@ -200,24 +192,22 @@ def corpus_of(pipeline: Pipeline) -> Path:
     return Path(pipeline.opened_with.corpus_dir)
 
 
-def _listed(
-    corpus: Path, doc_id: str, title: str, source: str, n_pages: int, n_chunks: int
-) -> DocumentInfoOut:
+def _listed(corpus: Path, info: DocumentInfo) -> DocumentInfoOut:
     size: int | None = None
     added: str | None = None
     try:
-        info = corpus_file(corpus, source).stat()
-        size = info.st_size
-        added = datetime.fromtimestamp(info.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stat = corpus_file(corpus, info.source).stat()
+        size = stat.st_size
+        added = datetime.fromtimestamp(stat.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OSError, DocumentNotFoundError):
         pass  # removed from the folder, not yet from the index: shown until the job ends
-    suffix = source.rsplit(".", 1)[-1].lower() if "." in source else ""
+    suffix = info.source.rsplit(".", 1)[-1].lower() if "." in info.source else ""
     return DocumentInfoOut(
-        doc_id=doc_id,
-        title=title,
-        type=type_of_name(source) or suffix,
-        pages=n_pages or None,
-        chunks=n_chunks,
+        doc_id=info.id,
+        title=info.title,
+        type=type_of_name(info.source) or suffix,
+        pages=info.n_pages or None,
+        chunks=info.n_chunks,
         bytes=size,
         added=added,
     )

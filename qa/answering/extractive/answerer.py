@@ -124,6 +124,16 @@ class ExtractiveAnswerer:
             documents=resources.documents,
         )
 
+    def carry_over(self, previous: object) -> None:
+        """Start with the sentence vectors of the answerer this one replaces (a server's swap
+        to a changed index): they depend on the text only, and re-embedding them cost the first
+        question after a swap ~1.5 s (bench/README.md, live documents)."""
+        if isinstance(previous, ExtractiveAnswerer) and previous.embedder is self.embedder:
+            with previous._lock:
+                vectors = OrderedDict(previous._vectors)
+            with self._lock:
+                self._vectors = vectors
+
     # -- the answer ------------------------------------------------------------------------
 
     def answer(

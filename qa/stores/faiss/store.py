@@ -283,8 +283,8 @@ class FaissStore:
             "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.id"
         )
         return tuple(
-            DocumentInfo(id, title, source, len(json.loads(pages)), int(n))
-            for id, title, source, pages, n in rows
+            DocumentInfo(doc_id, title, source, len(json.loads(pages)), int(n))
+            for doc_id, title, source, pages, n in rows
         )
 
     def chunk(self, chunk_id: str) -> Chunk:
