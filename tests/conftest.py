@@ -1,10 +1,12 @@
-"""Shared fixtures: the real embedding model and a real index of the demo corpus, built once."""
+"""Shared fixtures: the real embedding model, a real index of the demo corpus and a real browser,
+each made once per run."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +56,18 @@ def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     """Run a test from an empty folder (so default corpus/ and index/ are its own)."""
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Real headless Chromium (tests/browser.py), launched once for the whole run."""
+    from tests.browser import ARGS, CHROMIUM
+    from tests.needs import dependency
+
+    dependency(CHROMIUM.is_file(), f"{CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()

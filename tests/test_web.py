@@ -1,14 +1,12 @@
 """The chat page in real headless Chromium (Debian's), against a real server and index.
 
-Under CI (CI=true) a missing browser is a failure; locally it skips.
+Under CI (CI=true) a missing browser is a failure; locally it skips (tests/browser.py).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,17 +15,9 @@ from pydantic import SecretStr
 from qa.config import Settings
 from qa.pipeline import Pipeline
 from qa.server.app import create_app
-from tests.conftest import ROOT
-from tests.needs import dependency
+from tests.browser import ARTIFACTS, ask, chat_page
 from tests.server_utils import LiveServer, build_demo_index
 
-# Debian's chromium (scripts/test.sh installs it), wherever PATH has it.
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = ROOT / "tests" / "artifacts"
 SCRIPT = "<script>window.__pwned=1</script>"
 IMG = '<img src=x onerror="window.__pwned=1">'
 HOSTILE = (
@@ -58,40 +48,10 @@ def server(web_settings: Settings, web_pipeline: Pipeline) -> Iterator[LiveServe
         yield live
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    dependency(CHROMIUM.is_file(), f"{CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser: Any, server: LiveServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
-    p = context.new_page()
-    p.set_default_timeout(30_000)
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.goto(server.url + "/")
-    p.locator("#status.ready").wait_for()
-    yield p
-    context.close()
-    assert errors == []
-
-
-def ask(page: Any, question: str) -> Any:
-    """Type a question, press Enter, and return the finished answer card."""
-    done = page.locator(".msg.bot:not(.streaming)")
-    before = done.count()
-    box = page.get_by_label("Your question")
-    box.fill(question)
-    box.press("Enter")
-    done.nth(before).wait_for()
-    return done.nth(before)
+    with chat_page(browser, server.url) as p:
+        yield p
 
 
 def test_cited_answer_panel_and_document_view(page: Any, server: LiveServer) -> None:

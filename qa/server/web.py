@@ -14,7 +14,11 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from qa.config import Settings
+from qa.ingest.uploads import TYPES
 from qa.resources import resource_dir
+from qa.server.documents import write_refusal
+from qa.server.state import app_state
 
 WEB_DIR = resource_dir("web")
 
@@ -37,6 +41,17 @@ def _static_url(name: str) -> str:
     return f"/static/{name}?v={digest}"
 
 
+def _uploads(settings: Settings) -> dict[str, Any]:
+    """What the Documents panel offers: the file types the server takes, its size limit, and
+    why it takes none (uploads and deletes off here), so the page does not offer them in vain."""
+    mib = settings.max_upload_bytes / 2**20
+    return {
+        "upload_refusal": write_refusal(settings),
+        "upload_accept": ",".join(end for kind in settings.upload_types for end in TYPES[kind]),
+        "upload_hint": f"{', '.join(settings.upload_types)}; up to {mib:.3g} MB at a time",
+    }
+
+
 def add_web_routes(app: FastAPI) -> None:
     """Mount the static files and the page routes (left out of the OpenAPI schema)."""
     templates = Jinja2Templates(directory=WEB_DIR / "templates")
@@ -57,7 +72,7 @@ def add_web_routes(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def chat(request: Request) -> Response:
-        return page(request, "chat.html", script="app.js")
+        return page(request, "chat.html", script="app.js", **_uploads(app_state(app).settings))
 
     @app.get("/view/{doc_id:path}", include_in_schema=False, response_class=HTMLResponse)
     def view(request: Request, doc_id: str) -> Response:

@@ -3,6 +3,7 @@
 import {
   ApiError, apiFetch, appendMarked, el, errorDetail, readEvents, viewUrl,
 } from "./common.js";
+import { DocumentsPanel } from "./documents.js";
 
 const $ = (id) => document.getElementById(id);
 const HISTORY_TURNS = 12; // earlier turns sent with a follow-up (keeps the body small)
@@ -39,13 +40,26 @@ async function pollReady() {
     return;
   }
   if (res.ok) {
-    const info = await res.json();
-    const docs = `${info.documents} document${info.documents === 1 ? "" : "s"}`;
-    setStatus("ready", `${docs} · ${info.chunks} passages · ${info.model}`);
+    showCounts(await res.json());
     loadAnswerers();
   } else {
     setStatus("loading", await errorDetail(res));
     setTimeout(pollReady, 2000);
+  }
+}
+
+function showCounts(info) {
+  const docs = `${info.documents} document${info.documents === 1 ? "" : "s"}`;
+  setStatus("ready", `${docs} · ${info.chunks} passages · ${info.model}`);
+}
+
+/** After an upload or a removal: the header's counts from /readyz again. */
+async function refreshCounts() {
+  try {
+    const res = await fetch("/readyz");
+    if (res.ok) showCounts(await res.json());
+  } catch (_) {
+    /* the next job or reload tries again */
   }
 }
 
@@ -254,6 +268,28 @@ class AnswerView {
   }
 }
 
+// ---------- side panels: the source panel or the Documents panel, one at a time ----------
+
+function showDrawer() {
+  document.body.classList.add("panel-open");
+  // Wide screens keep the conversation usable beside the panel: no scrim.
+  ui.scrim.hidden = window.matchMedia("(min-width: 1100px)").matches;
+}
+
+function hideDrawer() {
+  document.body.classList.remove("panel-open");
+  ui.scrim.hidden = true;
+}
+
+const docs = new DocumentsPanel({
+  show: () => {
+    closePanel({ restoreFocus: false });
+    showDrawer();
+  },
+  hide: hideDrawer,
+  changed: refreshCounts,
+});
+
 // ---------- the source panel ----------
 
 function openPanel(view, n, trigger) {
@@ -286,21 +322,20 @@ function openPanel(view, n, trigger) {
   if (lastCite) lastCite.setAttribute("aria-expanded", "false");
   lastCite = trigger;
   trigger.setAttribute("aria-expanded", "true");
+  docs.close({ restoreFocus: false });
   ui.panel.hidden = false;
-  document.body.classList.add("panel-open");
-  ui.scrim.hidden = window.matchMedia("(min-width: 1100px)").matches;
+  showDrawer();
   ui.panel.focus();
   if (marks.length) marks[0].scrollIntoView({ block: "center" });
 }
 
-function closePanel() {
+function closePanel({ restoreFocus = true } = {}) {
   if (ui.panel.hidden) return;
   ui.panel.hidden = true;
-  document.body.classList.remove("panel-open");
-  ui.scrim.hidden = true;
+  hideDrawer();
   if (lastCite) {
     lastCite.setAttribute("aria-expanded", "false");
-    if (lastCite.isConnected) lastCite.focus();
+    if (restoreFocus && lastCite.isConnected) lastCite.focus();
   }
 }
 
@@ -364,10 +399,15 @@ ui.question.addEventListener("keydown", (event) => {
 });
 ui.question.addEventListener("input", autosize);
 $("new-chat").addEventListener("click", newConversation);
-$("panel-close").addEventListener("click", closePanel);
-ui.scrim.addEventListener("click", closePanel);
+$("panel-close").addEventListener("click", () => closePanel());
+ui.scrim.addEventListener("click", () => {
+  closePanel();
+  docs.close();
+});
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape") closePanel();
+  if (event.key !== "Escape") return;
+  closePanel();
+  docs.close();
 });
 
 pollReady();
