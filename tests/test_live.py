@@ -123,6 +123,21 @@ def test_upload_answer_list_delete(
     assert "No job 'nope'" in r.json()["detail"]
 
 
+def test_the_last_document_is_not_removed(tmp_path: Path) -> None:
+    """Removing the corpus folder's only document would fail its job and leave the index serving
+    a file the folder no longer has: refused up front, the file kept."""
+    settings = build_demo_index(tmp_path)
+    (only,) = [p.name for p in settings.corpus_dir.iterdir()]
+    app = create_app(settings, pipeline=Pipeline.load(settings))
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        r = client.delete(f"/documents/{only}")
+        assert r.status_code == 422
+        assert "is the last document" in r.json()["detail"]
+        assert "add another document first" in r.json()["detail"]
+        assert (settings.corpus_dir / only).is_file()
+        assert client.post("/ask", json={"question": DEMO_Q}).json()["abstained"] is False
+
+
 def test_a_name_clash_gets_a_new_name(
     served: tuple[Settings, LiveServer], client: httpx.Client
 ) -> None:

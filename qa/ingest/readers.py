@@ -98,7 +98,7 @@ def load_corpus(folder: Path) -> CorpusLoad:
     documents: dict[str, Document] = {}
     skipped: list[Skipped] = []
     files: list[FileInfo] = []
-    for rel, path in sorted((p.relative_to(folder).as_posix(), p) for p in _walk(folder)):
+    for rel, path in sorted((p.relative_to(folder).as_posix(), p) for p in corpus_files(folder)):
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -147,7 +147,7 @@ def read_file(name: str, data: bytes) -> tuple[Document, ...]:
     return tuple(found)
 
 
-def _walk(folder: Path) -> Iterator[Path]:
+def corpus_files(folder: Path) -> Iterator[Path]:
     """Supported, non-hidden files under `folder`."""
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]

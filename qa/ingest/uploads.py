@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import DocumentNotFoundError, FileTooLargeError, UnsupportedFileError, UploadError
-from qa.ingest.readers import read_file
+from qa.ingest.readers import corpus_files, read_file
 
 # Type name -> the file name endings it covers (the first is used when a name lacks one).
 TYPES = {
@@ -154,8 +154,16 @@ def corpus_file(corpus_dir: Path, source: str) -> Path:
 
 
 def remove_file(corpus_dir: Path, source: str) -> None:
-    """Delete a document's file from the corpus folder (DocumentNotFoundError if it is gone)."""
+    """Delete a document's file from the corpus folder (DocumentNotFoundError if it is gone,
+    UploadError if it is the folder's last document)."""
     path = corpus_file(corpus_dir, source)
+    if path.is_file() and not any(p.resolve() != path for p in corpus_files(corpus_dir)):
+        # An index needs a document: removing the last one would fail its job and leave the
+        # index serving a file the corpus folder no longer has.
+        raise UploadError(
+            f"{source!r} is the last document of the corpus folder {corpus_dir}/, and an index "
+            "needs at least one: add another document first, then remove this one."
+        )
     try:
         path.unlink()
     except FileNotFoundError:
