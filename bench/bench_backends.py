@@ -80,13 +80,18 @@ def options(export_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
         finally:
             runtime.runtime_threads = saved  # type: ignore[assignment]
         add("onnx-int8-default", lambda: _int8_default(export_dir))
+        # One session for document batches (what embedding_workers=1 runs; before issue 17's
+        # parallel sessions, the only choice); the shipped default is one per core.
+        add("onnx-1-worker", lambda: _fresh("onnx", export_dir, workers=1))
+    if "onnx-int8" in found:
+        add("onnx-int8-1-worker", lambda: _fresh("onnx-int8", export_dir, workers=1))
     return found, missing
 
 
-def _fresh(backend: str, export_dir: Path) -> Any:
+def _fresh(backend: str, export_dir: Path, workers: int = 0) -> Any:
     from qa.embedding.runtime import ExportedEmbedder
 
-    emb = ExportedEmbedder(MODEL, backend=backend, folder=export_dir)
+    emb = ExportedEmbedder(MODEL, backend=backend, folder=export_dir, workers=workers)
     emb.dim  # noqa: B018 - loads it now
     return emb
 

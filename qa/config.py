@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     embedding_backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino"] = "auto"
     embedding_dtype: Literal["float32", "bfloat16"] = "float32"
     embedding_processes: int = Field(1, ge=1, le=64)
+    # Exported backends: encoder sessions embedding document batches side by side, one thread
+    # each (0 = one per CPU core this process may use). Questions always use one.
+    embedding_workers: int = Field(0, ge=0, le=64)
     # Vectors cached by (model, text hash), so re-indexing re-embeds only new text.
     embedding_cache: bool = True
 

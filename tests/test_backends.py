@@ -80,6 +80,25 @@ def test_int8_is_close_but_its_own_vector_space(embedder, demo_chunks, export_di
     assert compatible_backends(("onnx-int8", "float32"), ("onnx-int8", "float32"))
 
 
+def test_parallel_sessions_give_the_same_vectors_in_order(demo_chunks, export_dir) -> None:  # type: ignore[no-untyped-def]
+    from qa.embedding.runtime import ExportedEmbedder
+
+    _needs("onnx")
+    one = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=1, batch_size=4)
+    three = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=3, batch_size=4)
+    want = one.embed_documents(demo_chunks)
+    got = three.embed_documents(demo_chunks)
+    # Every row is its own text's vector: batches spread over sessions land where they belong.
+    assert np.allclose(got, want, atol=1e-6)
+    assert len(three._doc_runs) == 2 and not one._doc_runs
+    # A single batch never makes extra sessions.
+    few = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=3, batch_size=64)
+    few.embed_documents(demo_chunks[:5])
+    assert not few._doc_runs
+    default = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir)
+    assert default.workers >= 1
+
+
 def test_backends_that_agree_share_one_vector_space() -> None:
     from qa.embedding.backends import vector_space
 

@@ -261,28 +261,40 @@ def get_embedder(
     dtype: str = "float32",
     processes: int = 1,
     export_dir: Path | None = None,
+    workers: int = 0,
 ) -> Embedder:
     """A process-wide shared embedder per (model, device, batch size, backend, dtype, processes).
 
     `backend="auto"` takes what `choose_backend` picks. The exported backends (onnx, onnx-int8,
     openvino) keep their ONNX file in `export_dir` (default: the user's cache folder) and use
-    every core in one process, so `processes` applies to torch only. Raises ConfigError for an
+    every core in one process (`workers` sessions side by side for document batches, 0 = one
+    per core), so `processes` applies to torch only. Raises ConfigError for an
     option this machine cannot run (bf16 without CPU support, a backend not installed).
     """
     check_options(backend=backend, dtype=dtype, processes=processes, device=device)
     if backend == AUTO:
         backend, dtype = choose_backend(
-            model, device=device, batch_size=batch_size, dtype=dtype, export_dir=export_dir
+            model,
+            device=device,
+            batch_size=batch_size,
+            dtype=dtype,
+            export_dir=export_dir,
+            workers=workers,
         )[:2]
     exported = backend != "torch"
-    key = (model, device, batch_size, backend, dtype, 1 if exported else processes, export_dir)
+    parallel = workers if exported else processes
+    key = (model, device, batch_size, backend, dtype, parallel, export_dir)
     with _CACHE_LOCK:
         if key not in _CACHE:
             if exported:
                 from qa.embedding.runtime import ExportedEmbedder
 
                 _CACHE[key] = ExportedEmbedder(
-                    model, backend=backend, batch_size=batch_size, folder=export_dir
+                    model,
+                    backend=backend,
+                    batch_size=batch_size,
+                    folder=export_dir,
+                    workers=workers,
                 )
             else:
                 _CACHE[key] = SentenceTransformerEmbedder(
@@ -302,6 +314,7 @@ def choose_backend(
     batch_size: int = 32,
     dtype: str = "float32",
     export_dir: Path | None = None,
+    workers: int = 0,
 ) -> tuple[str, str, str]:
     """(backend, dtype, reason) that `embedding_backend=auto` runs here (decided once)."""
 
@@ -313,6 +326,7 @@ def choose_backend(
             backend=backend,
             dtype=dtype,
             export_dir=export_dir,
+            workers=workers,
         )
         # Loads it (an exported model embeds its probe sentence): raises if it cannot run here.
         embedder.dim  # noqa: B018
@@ -342,6 +356,7 @@ def resolve_backend(settings: Settings) -> tuple[Settings, str]:
         batch_size=settings.embedding_batch_size,
         dtype=settings.embedding_dtype,
         export_dir=export_dir_for(settings),
+        workers=settings.embedding_workers,
     )
     update = {"embedding_backend": backend, "embedding_dtype": dtype}
     return settings.model_copy(update=update), f"auto: {reason}"
@@ -381,4 +396,5 @@ def embedder_for(settings: Any) -> Embedder:
         dtype=settings.embedding_dtype,
         processes=settings.embedding_processes,
         export_dir=export_dir_for(settings),
+        workers=settings.embedding_workers,
     )
