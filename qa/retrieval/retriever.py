@@ -217,31 +217,19 @@ class Retriever:
 
 
 class _Shingles:
-    """Word trigrams of the kept passages, indexed so a candidate is checked in one pass."""
+    """Word trigrams of the kept passages (at most k of them), each checked by set intersection."""
 
     def __init__(self) -> None:
-        self.owners: dict[tuple[str, ...], list[str]] = {}
-        self.sizes: dict[str, int] = {}
-
-    @staticmethod
-    def of(text: str) -> frozenset[tuple[str, ...]]:
-        return _trigrams(text)
+        self.kept: dict[str, frozenset[tuple[str, ...]]] = {}
 
     def add(self, cid: str, text: str) -> None:
-        grams = self.of(text)
-        self.sizes[cid] = len(grams)
-        for gram in grams:
-            self.owners.setdefault(gram, []).append(cid)
+        self.kept[cid] = _trigrams(text)
 
     def container(self, cid: str, text: str) -> str | None:
         """A kept passage sharing most trigrams with this text (of the smaller of the two)."""
-        mine = self.of(text)
-        shared: dict[str, int] = {}
-        for gram in mine:
-            for owner in self.owners.get(gram, ()):
-                shared[owner] = shared.get(owner, 0) + 1
-        for owner, n in shared.items():
-            if n >= DUPLICATE_CONTAINMENT * max(1, min(len(mine), self.sizes[owner])):
+        mine = _trigrams(text)
+        for owner, grams in self.kept.items():
+            if len(mine & grams) >= DUPLICATE_CONTAINMENT * max(1, min(len(mine), len(grams))):
                 return owner
         return None
 

@@ -11,6 +11,7 @@ negation the question has and the sentence lacks.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from qa.answering.citations import STOPWORDS, stem
@@ -123,14 +124,24 @@ def date_clash(question: str, quoted: str, context: set[str]) -> tuple[str, str]
     """A month/year/ordinal of the question that the quote and its neighbours lack while the
     quote names another one ("as of October 2019" against "As of May 2019", "the second
     batch" against "the first batch"): another time's or item's fact."""
-    for pattern in (MONTH_WORD, YEAR, ORDINAL_WORD):
-        asked = {m.lower() for m in pattern.findall(question)}
-        if not asked:  # most questions name none: no need to scan the quote (every sentence)
-            continue
-        given = {m.lower() for m in pattern.findall(quoted)}
-        if asked and given and not asked & given and not any(stem(a) in context for a in asked):
-            return pattern.findall(question)[0], pattern.findall(quoted)[0]
+    for pattern, asked, first in _asked_dates(question):
+        named = pattern.findall(quoted)
+        given = {m.lower() for m in named}
+        if given and not asked & given and not any(stem(a) in context for a in asked):
+            return first, named[0]
     return None
+
+
+@functools.lru_cache(maxsize=256)  # called for every sentence of every passage (~30 a question)
+def _asked_dates(question: str) -> tuple[tuple[re.Pattern[str], frozenset[str], str], ...]:
+    """(pattern, the question's matches in lower case, its first match) for each kind of
+    date the question names; most questions name none, so no quote is scanned at all."""
+    kinds = []
+    for pattern in (MONTH_WORD, YEAR, ORDINAL_WORD):
+        found = pattern.findall(question)
+        if found:
+            kinds.append((pattern, frozenset(m.lower() for m in found), found[0]))
+    return tuple(kinds)
 
 
 def holds_dates(question: str, quoted: str) -> bool:
