@@ -6,6 +6,7 @@ mirror these fields one to one (`--chunk-tokens` <-> `QA_CHUNK_TOKENS` <-> `chun
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from qa.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count): what the
+    settings that say "0 = one per core" and the server's request workers count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):

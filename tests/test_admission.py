@@ -20,9 +20,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from qa.config import Settings
+from qa.config import Settings, cpu_cores
 from qa.pipeline import Pipeline
-from qa.server.admission import Gate, cpu_cores
+from qa.server.admission import Gate
 from qa.server.app import app_state, create_app
 from qa.types import Answer
 from tests.server_utils import LiveServer, wait_for

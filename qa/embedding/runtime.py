@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.config import cpu_cores
 from qa.embedding import export
 from qa.embedding.cache import QueryVectors
 from qa.embedding.wordpieces import WordPieces
@@ -35,14 +36,6 @@ def runtime_threads() -> int:
     one thread embedded passages as fast as two and questions 2.5x faster (two threads spin
     against each other and the neighbours); concurrent requests use the other core."""
     return 1
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def onnxruntime_runner(path: Path) -> Runner:
@@ -113,7 +106,7 @@ class ExportedEmbedder:
         # Document batches run on this many sessions at once, one thread each: on a quiet
         # 2-core EPYC two sessions embedded 1.9x the passages/s of one, and 1.1x those of one
         # session with two threads (bench/README.md). Made on the first multi-batch call.
-        self.workers = workers if workers > 0 else available_cores()
+        self.workers = workers if workers > 0 else cpu_cores()
         self._run: Runner | None = None
         self._make: Callable[[], Runner] | None = None
         self._doc_runs: list[Runner] = []

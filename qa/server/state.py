@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from qa.config import Settings
+from qa.config import Settings, cpu_cores
 from qa.pipeline import Pipeline
-from qa.server.admission import Gate, cpu_cores
+from qa.server.admission import Gate
 from qa.types import Answer
 
 LOADING = "The index and the embedding model are still loading; try again in a few seconds."
