@@ -81,19 +81,21 @@ def test_int8_is_close_but_its_own_vector_space(embedder, demo_chunks, export_di
 
 
 def test_parallel_sessions_give_the_same_vectors_in_order(demo_chunks, export_dir) -> None:  # type: ignore[no-untyped-def]
+    from qa.embedding import runtime
     from qa.embedding.runtime import ExportedEmbedder
 
     _needs("onnx")
-    one = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=1, batch_size=4)
-    three = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=3, batch_size=4)
-    want = one.embed_documents(demo_chunks)
-    got = three.embed_documents(demo_chunks)
+    texts = (demo_chunks * (runtime._PARALLEL_MIN_TEXTS // len(demo_chunks) + 1))[::-1]
+    one = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=1)
+    three = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=3)
+    want = one.embed_documents(texts)
+    got = three.embed_documents(texts)
     # Every row is its own text's vector: batches spread over sessions land where they belong.
     assert np.allclose(got, want, atol=1e-6)
     assert len(three._doc_runs) == 2 and not one._doc_runs
-    # A single batch never makes extra sessions.
-    few = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=3, batch_size=64)
-    few.embed_documents(demo_chunks[:5])
+    # A request's few sentences (the extractive answerer) stay on one session.
+    few = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir, workers=3)
+    few.embed_documents(demo_chunks[: runtime._PARALLEL_MIN_TEXTS - 1])
     assert not few._doc_runs
     default = ExportedEmbedder(MODEL, backend="onnx", folder=export_dir)
     assert default.workers >= 1
