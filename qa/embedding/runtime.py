@@ -114,7 +114,8 @@ class ExportedEmbedder:
         self.folder = Path(folder) if folder is not None else export.default_folder()
         # Document batches run on this many sessions at once, one thread each: on a quiet
         # 2-core EPYC two sessions embedded 1.9x the passages/s of one, and 1.1x those of one
-        # session with two threads (bench/README.md). Made on the first multi-batch call.
+        # session with two threads (bench/README.md). Made on the first call of
+        # `_PARALLEL_MIN_TEXTS` texts or more.
         self.workers = workers if workers > 0 else cpu_cores()
         self._run: Runner | None = None
         self._make: Callable[[], Runner] | None = None
