@@ -3,8 +3,10 @@
 `exported_model(model_path, folder, variant)` returns an ONNX file whose graph is the whole
 sentence-transformers encoder: token ids -> transformer -> mean pooling over the attention
 mask -> L2 normalisation, so any runtime (onnxruntime, OpenVINO) gives the final vectors.
-torch's TorchScript exporter (`dynamo=False`) writes it; `int8` is that file after
-onnxruntime's dynamic quantisation.
+torch's TorchScript exporter (`dynamo=False`) writes it from the model's eager attention, and
+for BERT-type models onnxruntime's transformer optimiser then fuses each layer's attention,
+layer norms and GELU into its contrib ops (Attention, SkipLayerNormalization, BiasGelu), which
+OpenVINO also reads; `int8` is that file after onnxruntime's dynamic quantisation.
 
 The cache file name carries a key of everything the bytes depend on (model files, torch,
 onnx and onnxruntime versions, opset, variant), so an upgrade exports afresh. Files are written
@@ -41,7 +43,7 @@ _PACKAGED_MODELS = {
 
 OPSET = 17
 VARIANTS = ("fp32", "int8")
-EXPORTER = "torch.onnx.export(dynamo=False)+meanpool+l2/1"
+EXPORTER = "torch.onnx.export(dynamo=False,eager)+bert-fusion+meanpool+l2/2"
 PROBE = "A probe sentence: the exported encoder must give this vector back."
 # The export itself is checked against torch at this cosine (measured: 1.0 for fp32).
 _EXPORT_MIN_COSINE = 0.999
@@ -192,7 +194,11 @@ def _export_fp32(model_path: str, path: Path) -> np.ndarray:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(model_path, device="cpu")
+    # Eager attention exports as plain MatMul/Softmax, the pattern the fusion below knows;
+    # torch's SDPA exports with NaN guards that no fusion matches.
+    st = SentenceTransformer(
+        model_path, device="cpu", model_kwargs={"attn_implementation": "eager"}
+    )
     modules: list[Any] = list(st)
     pooling = modules[1].get_config_dict() if len(modules) > 1 else {}
     mean = pooling.get("pooling_mode") == "mean" or pooling.get("pooling_mode_mean_tokens")
@@ -218,11 +224,35 @@ def _export_fp32(model_path: str, path: Path) -> np.ndarray:
                 opset_version=OPSET,
                 dynamo=False,
             )
+        _fuse(Path(tmp), modules[0].auto_model.config)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     reference = st.encode([PROBE], normalize_embeddings=True, convert_to_numpy=True)[0]
     return np.asarray(reference, dtype=np.float32)
+
+
+def _fuse(path: Path, config: Any) -> None:
+    """Fuse a BERT-type graph in place (other model types are left as exported).
+
+    On a 2-core AMD EPYC (AVX2) the fused graph embedded SciFact passages 1.13x as fast as the
+    unfused one in onnxruntime and 1.3x in OpenVINO, with the same vectors (bench/README.md).
+    """
+    if getattr(config, "model_type", None) != "bert":
+        return
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        fused = optimize_model(
+            str(path),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            opt_level=0,  # pattern fusion only: sessions apply their own optimisations
+        )
+        fused.save_model_to_file(str(path))
+    except Exception as exc:  # an unfused graph is slower, not wrong
+        log.warning("Could not fuse the exported graph (%s); keeping it unfused", exc)
 
 
 def _encoder_class() -> Any:
@@ -255,6 +285,7 @@ def _encoder(model: Any) -> Any:
 def _quantize(source: Path, path: Path) -> None:
     """int8 dynamic quantisation of the MatMul weights, per channel (the better of the two
     variants measured; see bench/README.md)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -266,6 +297,8 @@ def _quantize(source: Path, path: Path) -> None:
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["MatMul"],
+            # Shape inference cannot type the fused contrib ops' outputs; they are fp32.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         os.replace(tmp, path)
     finally:
