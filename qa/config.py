@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     embedding_workers: int = Field(0, ge=0, le=64)
     # Vectors cached by (model, text hash), so re-indexing re-embeds only new text.
     embedding_cache: bool = True
+    # Exported encoder files (ONNX) of the onnx/openvino backends. Unset: one folder per user,
+    # $XDG_CACHE_HOME/qa/models (else ~/.cache/qa/models), shared by every index: an export
+    # depends on the model and package versions only, and makes one costs ~20 s and torch.
+    model_cache_dir: Path | None = None
 
     # Where the index lives: the FAISS folder (one machine) or PostgreSQL + pgvector (shared).
     store: Literal["faiss", "postgres"] = "faiss"

@@ -3,7 +3,10 @@ each made once per run."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,11 @@ DATA = ROOT / "tests" / "data"  # every record a test reads; see tests/data/READ
 for _name in [n for n in os.environ if n.startswith("QA_")]:
     del os.environ[_name]
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Exported encoder files go to one folder for this run, not the developer's ~/.cache: made
+# once and shared by every test's index (and `qa serve` subprocess), as on a user's machine.
+_MODELS = tempfile.mkdtemp(prefix="qa-test-models-")
+os.environ["QA_MODEL_CACHE_DIR"] = _MODELS
+atexit.register(shutil.rmtree, _MODELS, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -168,6 +168,19 @@ def test_a_damaged_export_is_rebuilt_not_fatal(  # type: ignore[no-untyped-def]
     assert "no longer gives the vector" in caplog.text
 
 
+def test_an_unwritable_model_folder_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from qa.config import load_settings
+    from qa.embedding.models import export_dir_for
+    from qa.embedding.runtime import ExportedEmbedder
+    from qa.errors import ConfigError
+
+    _needs("onnx")
+    (tmp_path / "a-file").write_text("in the way")
+    settings = load_settings(model_cache_dir=tmp_path / "a-file" / "models", _env_file=None)
+    with pytest.raises(ConfigError, match="model_cache_dir"):
+        ExportedEmbedder(MODEL, backend="onnx", folder=export_dir_for(settings)).dim  # noqa: B018
+
+
 def test_wordpieces_give_sentence_transformers_ids(embedder, demo_chunks) -> None:  # type: ignore[no-untyped-def]
     """The exported backends' tokenizer (`tokenizers`, no transformers) cuts text exactly as
     sentence-transformers does: same ids, mask and types, truncated at 256, same counts."""

@@ -48,7 +48,7 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def onnx_settings(demo_settings: Settings) -> Settings:
-    """The demo index with the ONNX export cached beside it, as after `qa index`."""
+    """The demo index with the ONNX export cached, as after `qa index`."""
     from qa.embedding.models import export_dir_for
     from qa.embedding.runtime import ExportedEmbedder
 
@@ -107,8 +107,13 @@ def test_needs_torch_only_for_torch_a_reranker_or_an_export_to_make(
     assert not needs_torch(onnx_settings)  # auto: onnx is installed and its export cached
     assert needs_torch(onnx_settings.model_copy(update={"embedding_backend": "torch"}))
     assert needs_torch(onnx.model_copy(update={"reranker": "some/cross-encoder"}))
-    # No export beside this index yet: the first start exports with torch.
-    fresh = load_settings(index_dir=tmp_path / "index", embedding_backend="onnx", _env_file=None)
+    # No export in this model folder yet: the first start exports with torch.
+    fresh = load_settings(
+        index_dir=tmp_path / "index",
+        embedding_backend="onnx",
+        model_cache_dir=tmp_path / "models",
+        _env_file=None,
+    )
     assert needs_torch(fresh)
     # An int8 file is its own export.
     assert needs_torch(onnx.model_copy(update={"embedding_backend": "onnx-int8"}))

@@ -100,7 +100,7 @@ def cache_key(model_path: str, variant: str) -> str:
 
 
 def default_folder() -> Path:
-    """Where exported models go when no index folder is given (tests, benchmarks)."""
+    """Where exported models go unless `model_cache_dir` says otherwise: the user's cache."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "qa" / "models"
 
@@ -145,7 +145,13 @@ def exported_model(
         log.warning("Exported model %s is damaged (%s); exporting it again", path, problem)
         path.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write the exported model to {path.parent} ({exc}). Set model_cache_dir "
+            "(QA_MODEL_CACHE_DIR) to a writable folder, or use --embedding-backend torch."
+        ) from None
     reference = _export_fp32(model_path, path) if variant == "fp32" else None
     if variant == "int8":
         fp32 = exported_model(model_path, folder, "fp32", check=check)

@@ -24,7 +24,7 @@ import numpy as np
 
 from qa.embedding.backends import AUTO, check_names, choose, first_choice, missing_package
 from qa.embedding.cache import QueryVectors
-from qa.embedding.export import is_cached, resolve_model_path
+from qa.embedding.export import default_folder, is_cached, resolve_model_path
 from qa.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -336,10 +336,9 @@ def choose_backend(
 
 
 def export_dir_for(settings: Any) -> Path:
-    """Where exported ONNX files of this index live: beside its embedding cache."""
-    from qa.embedding.cache import cache_dir_for
-
-    return cache_dir_for(Path(settings.index_dir)) / "models"
+    """Where exported ONNX files live: `model_cache_dir`, else the user's cache folder."""
+    folder = settings.model_cache_dir
+    return Path(folder) if folder is not None else default_folder()
 
 
 def resolve_backend(settings: Settings) -> tuple[Settings, str]:
