@@ -8,6 +8,7 @@ the 503s shed by the bounded queue (with Retry-After), errors (anything else), a
 RSS at ready and after the load. Writes bench/out/http.json.
 
     .venv/bin/python bench/bench_http.py [--requests 2000] [--clients 1 8 32] [--qa PATH]
+        [--serve-args "--queue-limit 8"] [--out FILE]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +44,10 @@ def free_port() -> int:
 
 
 def start_serve(
-    index_dir: Path, port: int, log: Path, *, qa: Path | None = None
+    index_dir: Path, port: int, log: Path, *, qa: Path | None = None, extra: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    """`qa serve` (this environment's, or the `qa` executable given) on `port`."""
+    """`qa serve` (this environment's, or the `qa` executable given) on `port`, plus `extra`
+    command-line settings (e.g. `--queue-limit 8`)."""
     qa = qa or Path(sys.executable).parent / "qa"
     cmd = (
         [str(qa)]
@@ -51,7 +55,7 @@ def start_serve(
         else [sys.executable, "-c", "import sys; from qa.cli import main; sys.exit(main())"]
     )
     cmd += ["serve", "--corpus", str(ROOT / "corpus"), "--index", str(index_dir)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
     env["HF_HUB_OFFLINE"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hang dumps every thread's stack to the log
@@ -60,13 +64,13 @@ def start_serve(
 
 
 def time_to_ready(
-    index_dir: Path, log: Path, *, qa: Path | None = None
+    index_dir: Path, log: Path, *, qa: Path | None = None, extra: Sequence[str] = ()
 ) -> tuple[float, subprocess.Popen[bytes], str]:
     """Seconds from starting `qa serve` to /readyz == 200, the process, and its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    proc = start_serve(index_dir, port, log, qa=qa)
+    proc = start_serve(index_dir, port, log, qa=qa, extra=extra)
     try:
         with httpx.Client(timeout=5) as client:
             while True:
@@ -217,6 +221,7 @@ def run(
     unseen: float = 1 / 3,
     malformed: float = 0.1,
     qa: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Start-up times and /ask load at each concurrency level, against a fresh demo index."""
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
@@ -224,10 +229,10 @@ def run(
     load_before = os.getloadavg()[0]  # other work on the machine skews every number here
     tmp = Path(tempfile.mkdtemp(prefix="qa-bench-http-"))
     log = tmp / "serve.log"
-    cold, proc, _ = time_to_ready(tmp / "index", log, qa=qa)  # builds the index first
+    cold, proc, _ = time_to_ready(tmp / "index", log, qa=qa, extra=extra)  # builds it first
     stop(proc)
     print(f"ready after building the index: {cold:.2f} s", flush=True)
-    warm, proc, url = time_to_ready(tmp / "index", log, qa=qa)
+    warm, proc, url = time_to_ready(tmp / "index", log, qa=qa, extra=extra)
     print(f"ready with the index: {warm:.2f} s", flush=True)
     try:
         memory = {"ready": memory_mb(proc.pid)}
@@ -245,6 +250,7 @@ def run(
     return {
         "qa": str(qa or Path(sys.executable).parent / "qa"),
         "answerer": "extractive",
+        "serve_args": list(extra),
         "corpus": "corpus/ (demo)",
         "questions": len(questions),
         "cpu_count": os.cpu_count(),
@@ -287,14 +293,21 @@ def main() -> int:
     parser.add_argument("--unseen", type=float, default=1 / 3, help="share of new questions")
     parser.add_argument("--malformed", type=float, default=0.1, help="share of bad bodies (422)")
     parser.add_argument("--qa", type=Path, help="serve with this `qa` (another checkout's)")
+    parser.add_argument("--serve-args", default="", help='settings for qa serve: "--queue-limit 8"')
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     result = run(
-        args.requests, args.clients, unseen=args.unseen, malformed=args.malformed, qa=args.qa
+        args.requests,
+        args.clients,
+        unseen=args.unseen,
+        malformed=args.malformed,
+        qa=args.qa,
+        extra=shlex.split(args.serve_args),
     )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    print(f"wrote {args.out}")
     return 0
 
 
