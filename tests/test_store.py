@@ -95,6 +95,10 @@ def test_round_trip(settings: Settings) -> None:
     assert store.chunk("d001-2") == chunks[6]
     assert isinstance(store.vectors, np.memmap)
     np.testing.assert_array_equal(store.vectors, vectors)
+    # Rows are read from the file in the order asked (pread, not the memory map).
+    np.testing.assert_array_equal(
+        store.chunk_vectors([c.id for c in reversed(chunks)]), vectors[::-1]
+    )
     for row, vector in enumerate(vectors):
         hits = store.search(vector, 3)
         assert hits[0][0] == chunks[row]
@@ -222,12 +226,15 @@ def test_interrupted_swap_is_recovered(settings: Settings, monkeypatch: pytest.M
 
 
 def test_rewrite_replaces_the_index(settings: Settings) -> None:
-    write(settings.index_dir, settings, seed=0)
+    _, old_chunks, old_vectors = write(settings.index_dir, settings, seed=0)
     old = FaissStore.load(settings.index_dir, settings)
-    _, chunks, _ = write(settings.index_dir, settings, seed=1, n_docs=5)
+    _, chunks, vectors = write(settings.index_dir, settings, seed=1, n_docs=5)
     new = FaissStore.load(settings.index_dir, settings)
     assert new.chunks() == tuple(chunks) and new.n_chunks == 20
     assert old.n_chunks == 12 and old.document("d000").id == "d000"  # open store keeps working
+    # ... and reads its own vectors, not the new file's at the same path.
+    np.testing.assert_array_equal(old.chunk_vectors([c.id for c in old_chunks]), old_vectors)
+    np.testing.assert_array_equal(new.chunk_vectors([c.id for c in chunks]), vectors)
     assert sorted(p.name for p in settings.index_dir.parent.iterdir()) == ["index"]
 
 
