@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from qa.server.timing import parse as parse_server_timing
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "bench" / "demo_questions.jsonl"
 OUT = ROOT / "bench" / "out" / "http.json"
@@ -141,6 +143,7 @@ async def load(
     """
     latencies: list[float] = []
     inside: list[float] = []  # the server's own `timings_ms.total` (retrieve + answer)
+    served: list[dict[str, float]] = []  # each answer's Server-Timing spans (queue, work, total)
     errors: list[str] = []
     shed = bad_ok = 0
     bodies = request_mix(questions, total, unseen=unseen, malformed=malformed)
@@ -167,6 +170,8 @@ async def load(
                 elif expect == 200:
                     latencies.append(ms)
                     inside.append(r.json()["timings_ms"]["total"])
+                    if "server-timing" in r.headers:  # not from a server before session 7
+                        served.append(parse_server_timing(r.headers["server-timing"]))
                 else:
                     bad_ok += 1
 
@@ -197,6 +202,12 @@ async def load(
         "pipeline_p99_ms": round(statistics.quantiles(inside, n=100)[98], 2)
         if len(inside) > 1
         else None,
+        # From the app getting the request to its response headers (Server-Timing `total`),
+        # and the part of it spent waiting for a worker (`queue`): the rest of p99 is outside
+        # the app (sockets, the event loop, the client's own loop).
+        "server_p50_ms": _pct([t.get("total", 0.0) for t in served], 50),
+        "server_p99_ms": _pct([t.get("total", 0.0) for t in served], 99),
+        "queue_p99_ms": _pct([t.get("queue", 0.0) for t in served], 99),
         "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
         "throughput_rps": round(len(latencies) / wall, 1),
         # The load generator shares the machine: its CPU is CPU the server did not get.
@@ -262,6 +273,12 @@ def run(
     }
 
 
+def _pct(values: list[float], q: int) -> float | None:
+    if len(values) < 2:
+        return None
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -279,11 +296,14 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"RSS MB: {mem['ready']['VmRSS']:.0f} at ready, {mem['after_load']['VmRSS']:.0f} after "
           f"the load (peak {mem['after_load']['VmHWM']:.0f})")  # fmt: skip
     print(f"{'clients':>7} {'requests':>8} {'200':>5} {'422':>4} {'shed':>5} {'errors':>6} "
-          f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7}")  # fmt: skip
+          f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7} {'server p99':>10} "
+          f"{'queue p99':>9} {'client CPU':>10}")  # fmt: skip
     for r in result["ask"]:
+        server, queue = (r.get(k) or float("nan") for k in ("server_p99_ms", "queue_p99_ms"))
         print(f"{r['clients']:>7} {r['requests']:>8} {r['answered']:>5} {r['rejected_422']:>4} "
               f"{r['shed_503']:>5} {r['errors']:>6} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              f"{r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f}")  # fmt: skip
+              f"{r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f} {server:>10.1f} {queue:>9.1f} "
+              f"{r['client_cpu_share']:>10.2f}")  # fmt: skip
 
 
 def main() -> int:

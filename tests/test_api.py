@@ -91,6 +91,19 @@ def test_ask_is_the_pipeline_answer(client: httpx.Client, demo_pipeline: Pipelin
     assert [p["n"] for p in body["passages"]] == [1, 2, 3]
 
 
+def test_server_timing_says_where_the_time_went(client: httpx.Client) -> None:
+    from qa.server.timing import parse
+
+    r = client.post("/ask", json={"question": DEMO[1][0]})
+    spans = parse(r.headers["server-timing"])
+    assert set(spans) == {"queue", "work", "total"}
+    assert spans["queue"] >= 0 and 0 < spans["work"] <= spans["total"]
+    assert spans["work"] >= r.json()["timings_ms"]["total"] - 0.1  # the pipeline runs in `work`
+    # Requests with no worker step (and refusals) carry the total alone.
+    assert set(parse(client.get("/healthz").headers["server-timing"])) == {"total"}
+    assert "total;dur=" in client.post("/ask", json={}).headers["server-timing"]
+
+
 def test_follow_up_uses_history(client: httpx.Client) -> None:
     history = [
         {"role": "user", "content": "What did the National Network Information Office issue?"},

@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from qa.server.timing import record
 
 T = TypeVar("T")
 
@@ -82,8 +85,25 @@ class Gate:
     async def run(
         self, fn: Callable[..., T], /, *args: Any, admit: bool = True, **kwargs: Any
     ) -> T:
-        """`submit`, awaited; cancelling the caller drops the job if it has not started."""
-        return await asyncio.wrap_future(self.submit(fn, *args, admit=admit, **kwargs))
+        """`submit`, awaited; cancelling the caller drops the job if it has not started.
+
+        The job's wait for a worker and its run go to the request's `Server-Timing`."""
+        submitted = time.perf_counter()
+        ran: list[float] = []
+
+        def job() -> T:
+            ran.append(time.perf_counter())
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                ran.append(time.perf_counter())
+
+        try:
+            return await asyncio.wrap_future(self.submit(job, admit=admit))
+        finally:
+            if len(ran) == 2:
+                record("queue", (ran[0] - submitted) * 1000)
+                record("work", (ran[1] - ran[0]) * 1000)
 
     def _done(self, _future: Future[Any] | None) -> None:
         with self._lock:

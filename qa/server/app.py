@@ -65,6 +65,7 @@ from qa.server.openai_compat import (
 from qa.server.state import LOADING as LOADING  # re-exported: the 503 message tests check
 from qa.server.state import AppState, Ready, Work, answer, app_state, cpu_bound
 from qa.server.streaming import AskEncoder, EventStream, event_stream
+from qa.server.timing import ServerTimingMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +373,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
         payload=_limit_payload,
         overrides={("POST", "/documents"): upload_limit},
     )
+    app.add_middleware(ServerTimingMiddleware)  # outermost: its total includes the body read
     app.add_exception_handler(errors.QAError, _qa_error)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(RequestValidationError, _invalid)
