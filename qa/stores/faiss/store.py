@@ -184,7 +184,7 @@ class FaissStore:
             # touch, and start-up does not read them (bench/README.md, 1M chunks).
             index = faiss.read_index(str(index_dir / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
             vectors = np.load(index_dir / VECTORS_FILE, mmap_mode="r")
-            plain = vectors.dtype == np.float32 and vectors.flags.c_contiguous
+            plain = vectors.ndim == 2 and vectors.dtype == np.float32 and vectors.flags.c_contiguous
             rows = VectorRows(index_dir / VECTORS_FILE, vectors) if plain else None
             db_uri = (index_dir / DB_FILE).resolve().as_uri() + "?mode=ro"
             db = sqlite3.connect(db_uri, uri=True, check_same_thread=False)
