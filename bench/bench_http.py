@@ -178,11 +178,7 @@ async def load(
         t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall, client_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    q = (
-        statistics.quantiles(latencies, n=100, method="inclusive")
-        if len(latencies) > 1
-        else [0] * 99
-    )
+    q = {p: _pct(latencies, p) or 0.0 for p in (50, 95, 99)}
     return {
         "clients": clients,
         "requests": total,
@@ -193,15 +189,13 @@ async def load(
         "shed_503": shed,
         "errors": len(errors),
         "error_samples": errors[:3],
-        "p50_ms": round(q[49], 2),
-        "p95_ms": round(q[94], 2),
-        "p99_ms": round(q[98], 2),
+        "p50_ms": q[50],
+        "p95_ms": q[95],
+        "p99_ms": q[99],
         "max_ms": round(max(latencies), 2) if latencies else None,
         # Time in the pipeline itself; the rest of p50/p99 is the queue, HTTP and the client.
         "pipeline_p50_ms": round(statistics.median(inside), 2) if inside else None,
-        "pipeline_p99_ms": round(statistics.quantiles(inside, n=100)[98], 2)
-        if len(inside) > 1
-        else None,
+        "pipeline_p99_ms": _pct(inside, 99),
         # From the app getting the request to its response headers (Server-Timing `total`),
         # and the part of it spent waiting for a worker (`queue`): the rest of p99 is outside
         # the app (sockets, the event loop, the client's own loop).
@@ -274,6 +268,7 @@ def run(
 
 
 def _pct(values: list[float], q: int) -> float | None:
+    """The q-th percentile (inclusive method), or None under two values."""
     if len(values) < 2:
         return None
     return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
