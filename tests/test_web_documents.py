@@ -253,7 +253,8 @@ def test_documents_panel_fits_a_phone(browser: Any, server: LiveServer) -> None:
             files=[{"name": long_name, "mimeType": "text/plain", "buffer": b"Ortolan lanes.\n"}]
         )
         finished_job(panel, f"Adding {long_name}")
-        assert phone.locator(".doc-row", has_text="Ortolan").count() == 1
+        # The list is fetched again after the job ends: wait for it, as the desktop test does.
+        expect(phone.locator(".doc-row", has_text="Ortolan")).to_have_count(1)
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         ARTIFACTS.mkdir(exist_ok=True)
         phone.screenshot(path=str(ARTIFACTS / "documents-phone.png"))
