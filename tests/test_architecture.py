@@ -24,6 +24,7 @@ LAYERS = {
     "qa.errors": 0,
     "qa.config": 0,
     "qa.resources": 0,
+    "qa.recent": 0,
     "qa.embedding": 1,
     "qa.stores": 2,
     "qa.ingest": 3,

@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from qa.embedding.backends import vector_space
+from qa.recent import Recent
 
 log = logging.getLogger(__name__)
 
@@ -230,25 +229,14 @@ class QueryVectors:
     """
 
     def __init__(self, size: int = 1024) -> None:
-        self._size = size
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._vectors: Recent[str, np.ndarray] = Recent(size)
 
     def get(self, text: str) -> np.ndarray | None:
-        with self._lock:
-            vector = self._vectors.get(text)
-            if vector is not None:
-                self._vectors.move_to_end(text)
-            return vector
+        return self._vectors.get(text)
 
     def put(self, text: str, vector: np.ndarray) -> np.ndarray:
         vector.setflags(write=False)
-        with self._lock:
-            self._vectors[text] = vector
-            while len(self._vectors) > self._size:
-                self._vectors.popitem(last=False)
-        return vector
+        return self._vectors.put(text, vector)
 
     def clear(self) -> None:
-        with self._lock:
-            self._vectors.clear()
+        self._vectors.clear()
