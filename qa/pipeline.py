@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from qa.config import Settings
 from qa.errors import InvalidQuestionError
+from qa.recent import Recent
 from qa.types import Answer, Candidate, Document, Passage, Turn
 
 if TYPE_CHECKING:
@@ -71,6 +72,11 @@ class Pipeline:
         self.retriever: Retriever = Retriever(store, embedder, settings, reranker=reranker)
         self._answerers: dict[str, Answerer] = {}
         self._lock = threading.Lock()
+        # A question asked again (a chat page's retry, a FAQ, a client's repeat) reuses its
+        # retrieval, and its answer where the answerer says it would give the same one again.
+        # Per Pipeline, so a server's swap to a changed index (`reopen`) starts both afresh.
+        self._retrievals: Recent[tuple[str, int], Retrieval] = Recent(_RECENT)
+        self._answers: Recent[tuple[Any, ...], Answer] = Recent(_RECENT)
 
     @classmethod
     def load(
@@ -209,7 +215,9 @@ class Pipeline:
         if packs:
             # Enough candidates to fill the budget; the pack keeps the rank-order prefix.
             k = max(k, min(self.settings.candidates, budget // _MIN_CHUNK_TOKENS))
-        retrieval = self.retriever.explain(standalone, k)
+        retrieval = self._retrievals.get((standalone, k))
+        if retrieval is None:
+            retrieval = self._retrievals.put((standalone, k), self.retriever.explain(standalone, k))
         passages = pack(retrieval.passages, budget) if packs else retrieval.passages
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
         return Prepared(
@@ -222,6 +230,26 @@ class Pipeline:
             timings=timings,
             t0=t0,
         )
+
+    def _answer(self, prepared: Prepared, history: Sequence[Turn]) -> Answer:
+        """The answerer's Answer, or the one it gave before to the same question and passages
+        when it is `deterministic` (an answer to a conversation is never reused)."""
+        impl = prepared.answerer
+        kwargs = self._answer_kwargs(prepared, history)
+        if history or not getattr(impl, "deterministic", False):
+            return impl.answer(prepared.standalone, prepared.passages, **kwargs)
+        key = (
+            impl.name,
+            prepared.standalone,
+            prepared.budget,
+            tuple((p.chunk.id, p.score) for p in prepared.passages),
+        )
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers.put(
+                key, impl.answer(prepared.standalone, prepared.passages, **kwargs)
+            )
+        return answer
 
     def _answer_kwargs(self, prepared: Prepared, history: Sequence[Turn]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"history": tuple(history)}
@@ -279,11 +307,7 @@ class Pipeline:
     def complete(self, prepared: Prepared, history: Sequence[Turn] = ()) -> Answer:
         """The second half of `ask`: the answer step over the prepared passages."""
         t_answer = time.perf_counter()
-        impl = prepared.answerer
-        result = impl.answer(
-            prepared.standalone, prepared.passages, **self._answer_kwargs(prepared, history)
-        )
-        return self._finish(result, prepared, t_answer)
+        return self._finish(self._answer(prepared, history), prepared, t_answer)
 
     def ask_stream(
         self,
@@ -311,7 +335,7 @@ class Pipeline:
                 else:
                     yield StreamEvent("delta", item)
         else:
-            final = impl.answer(prepared.standalone, passages, **kwargs)
+            final = self._answer(prepared, history)
             # An answerer that cannot stream still shows its answer a sentence at a time.
             for piece in _PIECES.findall(final.answer):
                 yield StreamEvent("delta", piece)
@@ -320,6 +344,9 @@ class Pipeline:
         yield StreamEvent("answer", self._finish(final, prepared, t_answer))
 
 
+# Questions whose retrieval and answer are kept (each retrieval holds its `candidates` chunks:
+# ~50 KB at the defaults, so ~13 MB when full).
+_RECENT = 256
 # The smallest chunk worth a slot when deciding how many candidates could fill a budget.
 _MIN_CHUNK_TOKENS = 32
 

@@ -52,6 +52,8 @@ class Answerer(Protocol):
     token budget and also receives it as `context_tokens=` (a per-request override included);
     the others get the top_k passages. One that mostly waits on a backend (an LLM server) sets
     `cpu_bound = False`, so `qa serve` runs its answer step off the one-per-core workers.
+    One that always gives the same Answer to the same question and passages sets
+    `deterministic = True`, so the pipeline reuses it when the question comes again.
     """
 
     name: str

@@ -101,6 +101,8 @@ class ExtractiveAnswerer:
 
     name = NAME
     description = DESCRIPTION
+    # Same question and passages, same answer: the pipeline may reuse it (a repeat is ~free).
+    deterministic = True
 
     def __init__(
         self,
