@@ -1,20 +1,22 @@
 """HTTP benchmark: `qa serve` start-up to /readyz, then POST /ask latency under concurrent load.
 
 Runs the real `qa serve` in a subprocess on a free loopback port (the extractive answerer, the
-demo corpus, an index in a temporary folder), warms it up, then drives /ask with an async httpx
-loop at 1, 8 and 32 concurrent clients: a third of the questions never asked before, a tenth
-malformed (each must get 422). Reports p50/p95/p99 latency of the answered ones, throughput,
+demo corpus, an index in a temporary folder), warms it up, then drives /ask from an asyncio
+loop at 1, 8 and 32 concurrent clients, each on its own keep-alive connection (a light raw
+HTTP/1.1 client, or httpx with `--client httpx`): a third of the questions never asked before,
+a tenth malformed (each must get 422). Reports p50/p95/p99 latency of the answered ones, throughput,
 the 503s shed by the bounded queue (with Retry-After), errors (anything else), and the server's
 RSS at ready and after the load. Writes bench/out/http.json.
 
     .venv/bin/python bench/bench_http.py [--requests 2000] [--clients 1 8 32] [--qa PATH]
-        [--serve-args "--queue-limit 8"] [--out FILE]
+        [--serve-args "--queue-limit 8"] [--client raw httpx] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -131,6 +133,67 @@ def request_mix(questions: list[str], total: int, *, unseen: float, malformed: f
     return out
 
 
+# (status, lower-cased headers, body) of one response.
+Reply = tuple[int, dict[str, str], bytes]
+
+
+class RawConnection:
+    """POSTs over one keep-alive HTTP/1.1 connection, with asyncio streams and no more parsing
+    than the benchmark reads.
+
+    The load generator shares the server's two cores: httpx spent ~3 ms of CPU per request
+    here (a third of a core at 8 clients, all of one at 32), so at 32 clients it, not the
+    server, set the tail. This costs a small fraction of that (`client_cpu_share`).
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = httpx.URL(url)
+        self.host, self.port = parts.host, parts.port or 80
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> Reply:
+        if "json" in body:
+            content, kind = json.dumps(body["json"]).encode(), "application/json"
+        else:
+            content, kind = body["content"], body["headers"]["content-type"]
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._streams
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: {kind}\r\nContent-Length: {len(content)}\r\n\r\n"
+        )
+        writer.write(head.encode() + content)
+        try:
+            lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name:
+                    headers[name.strip().lower()] = value.strip()
+            if headers.get("transfer-encoding") == "chunked":
+                data = b""
+                while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
+                    data += (await reader.readexactly(size + 2))[:-2]
+                await reader.readuntil(b"\r\n")
+            else:
+                data = await reader.readexactly(int(headers.get("content-length", "0")))
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            await self.close()
+            raise httpx.RemoteProtocolError(f"connection lost: {exc!r}") from exc
+        if headers.get("connection") == "close":
+            await self.close()
+        return int(lines[0].split()[1]), headers, data
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
 async def load(
     url: str,
     questions: list[str],
@@ -139,8 +202,10 @@ async def load(
     *,
     unseen: float = 0.0,
     malformed: float = 0.0,
+    client: str = "raw",
 ) -> dict[str, Any]:
-    """`total` POST /ask requests from `clients` concurrent workers.
+    """`total` POST /ask requests from `clients` concurrent workers, each on its own
+    keep-alive connection (`client`: "raw", RawConnection, or "httpx", one AsyncClient).
 
     Latency percentiles are over the answered (200) requests; 503s with Retry-After are shed
     (counted, not errors); a malformed request must get 422; anything else is an error.
@@ -155,32 +220,39 @@ async def load(
     bodies = request_mix(questions, total, unseen=unseen, malformed=malformed)
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as pool:
 
         async def worker() -> None:
             nonlocal shed, bad_ok
+            raw = RawConnection(url) if client == "raw" else None
             for i in counter:
                 body = bodies[i]
                 expect = 422 if any(body is m for m in MALFORMED) else 200
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/ask", **body)
+                    if raw is not None:
+                        status, headers, data = await raw.post("/ask", body)
+                    else:
+                        r = await pool.post("/ask", **body)
+                        status, headers, data = r.status_code, dict(r.headers), r.content
                 except httpx.HTTPError as exc:
                     errors.append(repr(exc))
                     continue
                 ms = (time.perf_counter() - t0) * 1000
-                if r.status_code == 503 and "retry-after" in r.headers:
+                if status == 503 and "retry-after" in headers:
                     shed += 1
-                elif r.status_code != expect:
-                    errors.append(f"{r.status_code} (expected {expect}): {r.text[:120]}")
+                elif status != expect:
+                    errors.append(f"{status} (expected {expect}): {data[:120]!r}")
                 elif expect == 200:
                     latencies.append(ms)
                     (unseen_ms if UNSEEN in body["json"]["question"] else seen_ms).append(ms)
-                    inside.append(r.json()["timings_ms"]["total"])
-                    if "server-timing" in r.headers:  # not from a server before session 7
-                        served.append(parse_server_timing(r.headers["server-timing"]))
+                    inside.append(json.loads(data)["timings_ms"]["total"])
+                    if "server-timing" in headers:  # not from a server before session 7
+                        served.append(parse_server_timing(headers["server-timing"]))
                 else:
                     bad_ok += 1
+            if raw is not None:
+                await raw.close()
 
         t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(clients)))
@@ -189,6 +261,7 @@ async def load(
     return {
         "clients": clients,
         "requests": total,
+        "client": client,
         "unseen_share": unseen,
         "malformed_share": malformed,
         "answered": len(latencies),
@@ -238,8 +311,10 @@ def run(
     malformed: float = 0.1,
     qa: Path | None = None,
     extra: Sequence[str] = (),
+    client_kinds: Sequence[str] = ("raw",),
 ) -> dict[str, Any]:
-    """Start-up times and /ask load at each concurrency level, against a fresh demo index."""
+    """Start-up times and /ask load at each concurrency level (with each load generator in
+    `client_kinds`), against a fresh demo index."""
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
     questions = [q for q in questions if q.strip()]
     load_before = os.getloadavg()[0]  # other work on the machine skews every number here
@@ -254,11 +329,15 @@ def run(
         memory = {"ready": memory_mb(proc.pid)}
         asyncio.run(load(url, questions, 4, 200))  # warm-up, not measured
         runs = []
-        for n in clients:
-            runs.append(
-                asyncio.run(load(url, questions, n, requests, unseen=unseen, malformed=malformed))
-            )
-            print(f"{n} clients done", flush=True)
+        for kind in client_kinds:
+            for n in clients:
+                runs.append(
+                    asyncio.run(
+                        load(url, questions, n, requests, unseen=unseen, malformed=malformed,
+                             client=kind)
+                    )
+                )  # fmt: skip
+                print(f"{n} clients ({kind}) done", flush=True)
         memory["after_load"] = memory_mb(proc.pid)
     finally:
         stop(proc)
@@ -301,7 +380,8 @@ def print_table(result: dict[str, Any]) -> None:
     mem = result["memory_mb"]
     print(f"RSS MB: {mem['ready']['VmRSS']:.0f} at ready, {mem['after_load']['VmRSS']:.0f} after "
           f"the load (peak {mem['after_load']['VmHWM']:.0f})")  # fmt: skip
-    print(f"{'clients':>7} {'requests':>8} {'200':>5} {'422':>4} {'shed':>5} {'errors':>6} "
+    print(f"{'client':>6} {'clients':>7} {'requests':>8} {'200':>5} {'422':>4} {'shed':>5} "
+          f"{'errors':>6} "
           f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7} {'server p99':>10} "
           f"{'queue p99':>9} {'client CPU':>10} {'seen p50':>8} {'new p50':>8} "
           f"{'new p99':>8}")  # fmt: skip
@@ -316,7 +396,8 @@ def print_table(result: dict[str, Any]) -> None:
                 "unseen_p99_ms",
             )
         )
-        print(f"{r['clients']:>7} {r['requests']:>8} {r['answered']:>5} {r['rejected_422']:>4} "
+        print(f"{r.get('client', 'httpx'):>6} {r['clients']:>7} {r['requests']:>8} "
+              f"{r['answered']:>5} {r['rejected_422']:>4} "
               f"{r['shed_503']:>5} {r['errors']:>6} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f} {server:>10.1f} {queue:>9.1f} "
               f"{r['client_cpu_share']:>10.2f} {seen:>8.1f} {new50:>8.1f} "
@@ -332,6 +413,13 @@ def main() -> int:
     parser.add_argument("--qa", type=Path, help="serve with this `qa` (another checkout's)")
     parser.add_argument("--serve-args", default="", help='settings for qa serve: "--queue-limit 8"')
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--client",
+        nargs="+",
+        choices=["raw", "httpx"],
+        default=["raw"],
+        help="load generator(s): raw asyncio HTTP/1.1 (light) and/or httpx (as before session 8)",
+    )
     args = parser.parse_args()
     result = run(
         args.requests,
@@ -340,6 +428,7 @@ def main() -> int:
         malformed=args.malformed,
         qa=args.qa,
         extra=shlex.split(args.serve_args),
+        client_kinds=args.client,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
