@@ -115,9 +115,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     max_question_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
-    # Requests run on one worker per core; at most this many wait for one, later ones get 503
-    # with Retry-After (seconds) instead of an unbounded wait (qa/server/admission.py).
-    queue_limit: int = Field(16, ge=0)
+    # Requests run on one worker per core; at most `queue_limit` wait for one, and only while
+    # the wait is estimated under `queue_wait` seconds; later ones get 503 with Retry-After
+    # (seconds) instead of an unbounded wait (qa/server/admission.py).
+    queue_limit: int = Field(256, ge=0)
+    queue_wait: float = Field(0.5, gt=0, le=3600)
     retry_after: int = Field(1, ge=1, le=3600)
 
     # Documents added and removed while the server runs (POST/DELETE /documents).

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from qa.config import Settings, cpu_cores
 from qa.pipeline import Pipeline
-from qa.server.admission import Gate
+from qa.server.admission import Gate, Overloaded
 from qa.server.app import app_state, create_app
 from qa.types import Answer
 from tests.server_utils import LiveServer, wait_for
@@ -127,6 +127,46 @@ def test_full_queue_sheds_with_503_and_retry_after(
     assert answered.status_code == 200, answered.text
     assert "197" in answered.json()["answer"]
     assert recording.started == [QUESTION]
+
+
+def test_a_wait_over_queue_wait_is_shed_before_the_count_bound(
+    demo_settings: Settings, recording: RecordingPipeline
+) -> None:
+    """The queue takes requests while their estimated wait (jobs ahead x recent work time /
+    workers) is within queue_wait: here 40 ms a job, one worker, 0.1 s, so two may wait."""
+    settings = demo_settings.model_copy(update={"queue_limit": 100, "queue_wait": 0.1})
+    app = one_core_app(settings, recording)
+    gate = app_state(app).gate
+    gate.observe(0.04)  # as if the recent jobs had taken 40 ms each
+    questions = [f"{QUESTION} (asked {i})" for i in range(2)]
+    with LiveServer(app) as live, ThreadPoolExecutor(2) as pool:
+        with held(gate):
+            replies = []
+            for i, question in enumerate(questions):  # waits of 0.04 and 0.08 s: queued
+                replies.append(post_in_background(pool, live.url, "/ask", {"question": question}))
+                wait_for(lambda i=i: gate.pending == 2 + i, what=f"request {i} to be queued")
+            r = httpx.post(live.url + "/ask", json={"question": QUESTION}, timeout=60)
+            assert r.status_code == 503, r.text  # 0.12 s > 0.1 s, far below 100 waiting
+            assert r.headers["retry-after"] == "1"
+            assert r.json() == {
+                "detail": "The server is busy: 2 requests are already waiting (about 0.1 s of "
+                "work; setting queue_wait). Try again in 1 s."
+            }
+        statuses = [reply.result(timeout=120).status_code for reply in replies]
+    assert statuses == [200, 200] and recording.started == questions
+    assert gate.shed == 1
+
+
+def test_one_job_per_worker_may_wait_however_slow_the_jobs_are() -> None:
+    """With jobs of 5 s and queue_wait 0.1 s, a slow index is still served, one at a time."""
+    gate = Gate(workers=1, queue_limit=10, retry_after=1, queue_wait=0.1)
+    gate.observe(5.0)
+    with held(gate):
+        queued = gate.submit(lambda: "answered")
+        with pytest.raises(Overloaded, match=r"about 10\.0 s of work"):
+            gate.submit(lambda: "refused")
+    assert queued.result(timeout=60) == "answered"
+    gate.close()
 
 
 def test_requests_are_served_in_arrival_order(

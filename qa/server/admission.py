@@ -5,10 +5,14 @@ Why not the thread pool FastAPI runs sync routes on: it has 40 threads, so 32 cl
 questions embedded at once on 2 cores, each thread's torch and FAISS pools fighting the others,
 every request slowed by all the others (p99 11.8 s in issue 17) and memory growing with the
 threads' arenas. Here `workers` threads (the cores this process may run on) take jobs from one
-FIFO queue; a request that finds `queue_limit` jobs already waiting is refused rather than made
-to wait without bound. A queued job whose client went away is dropped before it runs.
+FIFO queue. A request is refused rather than made to wait without bound when it finds
+`queue_limit` jobs already waiting, or when its wait, estimated from the recent jobs' time on a
+worker, would be over `queue_wait` seconds: the bound is on the wait a client sees, so it holds
+whether a job takes 2 ms (a repeated question on the demo) or 0.4 s (a new one at 1M chunks).
+A count alone did neither: 16 shed most requests of 32 clients that a queue of 32 serves within
+~0.26 s (bench/README.md). A queued job whose client went away is dropped before it runs.
 
-    gate = Gate(workers=2, queue_limit=32, retry_after=1)
+    gate = Gate(workers=2, queue_limit=256, retry_after=1, queue_wait=0.5)
     answer = await gate.run(pipeline.ask, question)          # Overloaded when the queue is full
     more = await gate.run(next, events, None, admit=False)   # a later step of an admitted stream
 """
@@ -31,22 +35,32 @@ T = TypeVar("T")
 class Overloaded(Exception):
     """The queue is full: the request was not started; retry after `retry_after` seconds."""
 
-    def __init__(self, waiting: int, retry_after: int) -> None:
+    def __init__(self, waiting: int, retry_after: int, wait_s: float | None = None) -> None:
+        why = (
+            "(setting queue_limit)"
+            if wait_s is None
+            else f"(about {wait_s:.1f} s of work; setting queue_wait)"
+        )
         super().__init__(
-            f"The server is busy: {waiting} requests are already waiting (setting queue_limit). "
+            f"The server is busy: {waiting} requests are already waiting {why}. "
             f"Try again in {retry_after} s."
         )
         self.retry_after = retry_after
 
 
 class Gate:
-    """`workers` threads fed from one FIFO queue that holds at most `queue_limit` jobs."""
+    """`workers` threads fed from one FIFO queue that holds at most `queue_limit` jobs and at
+    most about `queue_wait` seconds of work."""
 
-    def __init__(self, *, workers: int, queue_limit: int, retry_after: int) -> None:
+    def __init__(
+        self, *, workers: int, queue_limit: int, retry_after: int, queue_wait: float = 0.5
+    ) -> None:
         self.workers = workers
         self.queue_limit = queue_limit
         self.retry_after = retry_after
+        self.queue_wait = queue_wait
         self.shed = 0  # requests refused since start
+        self.work_s = 0.0  # a job's time on a worker, averaged over the recent ones (observe)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="qa-cpu")
         self._lock = threading.Lock()
         self._pending = 0  # admitted and not finished: running plus queued
@@ -70,9 +84,16 @@ class Gate:
         is queued in order like the rest but never refused, so no stream is cut off midway.
         """
         with self._lock:
-            if admit and self._pending >= self.workers + self.queue_limit:
+            waiting = self._pending - self.workers  # ahead of this job, if all workers are busy
+            if admit and waiting >= self.queue_limit:
                 self.shed += 1
-                raise Overloaded(self._pending - self.workers, self.retry_after)
+                raise Overloaded(waiting, self.retry_after)
+            # Its wait: the jobs ahead plus itself, shared by the workers. One job per worker may
+            # always wait, so a slow index (jobs longer than queue_wait) is still served.
+            wait_s = (waiting + 1) * self.work_s / self.workers
+            if admit and waiting >= self.workers and wait_s > self.queue_wait:
+                self.shed += 1
+                raise Overloaded(waiting, self.retry_after, wait_s)
             self._pending += 1
         try:
             future = self._executor.submit(functools.partial(fn, *args, **kwargs))
@@ -102,8 +123,17 @@ class Gate:
             return await asyncio.wrap_future(self.submit(job, admit=admit))
         finally:
             if len(ran) == 2:
+                self.observe(ran[1] - ran[0])
                 record("queue", (ran[0] - submitted) * 1000)
                 record("work", (ran[1] - ran[0]) * 1000)
+
+    def observe(self, work_s: float) -> None:
+        """Count a finished job's time on a worker into the average the wait is estimated
+        from (exponential, so the estimate follows a change of workload within ~20 jobs)."""
+        with self._lock:
+            self.work_s = (
+                work_s if self.work_s == 0.0 else self.work_s + 0.1 * (work_s - self.work_s)
+            )
 
     def _done(self, _future: Future[Any] | None) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ class AppState:
             workers=cpu_cores(),
             queue_limit=settings.queue_limit,
             retry_after=settings.retry_after,
+            queue_wait=settings.queue_wait,
         )
         self.pipeline: Pipeline | None = None
         self.reason = LOADING
