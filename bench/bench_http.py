@@ -116,9 +116,12 @@ MALFORMED: list[dict[str, Any]] = [  # each must be answered 422, never shed or 
 UNSEEN = ", asked as number "
 
 
-def request_mix(questions: list[str], total: int, *, unseen: float, malformed: float) -> list[Any]:
+def request_mix(
+    questions: list[str], total: int, *, unseen: float, malformed: float, tag: str = ""
+) -> list[Any]:
     """`total` request bodies: a share never asked before (a unique question, so no cache
-    helps), a share malformed (each must get 422), the rest from the demo questions."""
+    helps; `tag` keeps them unique across runs against one server), a share malformed (each
+    must get 422), the rest from the demo questions."""
     out: list[Any] = []
     n_unseen, n_bad = round(total * unseen), round(total * malformed)
     for i in range(total):
@@ -127,7 +130,7 @@ def request_mix(questions: list[str], total: int, *, unseen: float, malformed: f
             out.append(MALFORMED[i % len(MALFORMED)])
         elif (i + 1) * n_unseen // total != i * n_unseen // total:
             q = questions[i % len(questions)]
-            out.append({"json": {"question": f"{q.rstrip('?')}{UNSEEN}{i}?"}})
+            out.append({"json": {"question": f"{q.rstrip('?')}{UNSEEN}{tag}{i}?"}})
         else:
             out.append({"json": {"question": questions[i % len(questions)]}})
     return out
@@ -217,7 +220,9 @@ async def load(
     served: list[dict[str, float]] = []  # each answer's Server-Timing spans (queue, work, total)
     errors: list[str] = []
     shed = bad_ok = 0
-    bodies = request_mix(questions, total, unseen=unseen, malformed=malformed)
+    # New questions are new to this server: the earlier levels asked theirs under other tags.
+    tag = f"{client}-{clients}-"
+    bodies = request_mix(questions, total, unseen=unseen, malformed=malformed, tag=tag)
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as pool:
