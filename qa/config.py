@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     # the wait is estimated under `queue_wait` seconds; later ones get 503 with Retry-After
     # (seconds) instead of an unbounded wait (qa/server/admission.py).
     queue_limit: int = Field(256, ge=0)
-    queue_wait: float = Field(0.5, gt=0, le=3600)
+    queue_wait: float = Field(5.0, gt=0, le=3600)
     retry_after: int = Field(1, ge=1, le=3600)
 
     # Documents added and removed while the server runs (POST/DELETE /documents).

@@ -9,10 +9,12 @@ FIFO queue. A request is refused rather than made to wait without bound when it 
 `queue_limit` jobs already waiting, or when its wait, estimated from the recent jobs' time on a
 worker, would be over `queue_wait` seconds: the bound is on the wait a client sees, so it holds
 whether a job takes 2 ms (a repeated question on the demo) or 0.4 s (a new one at 1M chunks).
-A count alone did neither: 16 shed most requests of 32 clients that a queue of 32 serves within
-~0.26 s (bench/README.md). A queued job whose client went away is dropped before it runs.
+A count alone did neither: 16 shed most requests of 32 clients on the demo, which a longer
+queue serves within ~0.3 s, while 256 new questions at 1M chunks are ~50 s of waiting
+(bench/README.md). 5 s by default: 8 people asking during an ingest (~0.35 s a job here)
+wait ~1 s rather than being refused. A queued job whose client went away is dropped before it runs.
 
-    gate = Gate(workers=2, queue_limit=256, retry_after=1, queue_wait=0.5)
+    gate = Gate(workers=2, queue_limit=256, retry_after=1, queue_wait=5.0)
     answer = await gate.run(pipeline.ask, question)          # Overloaded when the queue is full
     more = await gate.run(next, events, None, admit=False)   # a later step of an admitted stream
 """
@@ -53,7 +55,7 @@ class Gate:
     most about `queue_wait` seconds of work."""
 
     def __init__(
-        self, *, workers: int, queue_limit: int, retry_after: int, queue_wait: float = 0.5
+        self, *, workers: int, queue_limit: int, retry_after: int, queue_wait: float = 5.0
     ) -> None:
         self.workers = workers
         self.queue_limit = queue_limit
