@@ -209,27 +209,54 @@ class Pipeline:
         t1 = time.perf_counter()
         if standalone != text:
             timings["rewrite"] = (t1 - t0) * 1000
-        k = options.top_k or self.settings.top_k
-        budget = options.context_tokens or self.settings.context_tokens
-        packs = bool(getattr(answerer, "packs_context", False))
-        if packs:
-            # Enough candidates to fill the budget; the pack keeps the rank-order prefix.
-            k = max(k, min(self.settings.candidates, budget // _MIN_CHUNK_TOKENS))
+        k, budget = self._depth(answerer, options)
         retrieval = self._retrievals.get((standalone, k))
         if retrieval is None:
             retrieval = self._retrievals.put((standalone, k), self.retriever.explain(standalone, k))
-        passages = pack(retrieval.passages, budget) if packs else retrieval.passages
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
-        return Prepared(
-            text=text,
-            standalone=standalone,
-            answerer=answerer,
-            passages=passages,
-            candidates=retrieval.candidates if options.explain else (),
-            budget=budget if packs else None,
-            timings=timings,
-            t0=t0,
-        )
+        return _prepared(text, standalone, answerer, retrieval, budget, options, timings, t0)
+
+    def _depth(self, answerer: Answerer, options: AskOptions) -> tuple[int, int | None]:
+        """How many passages to retrieve, and the token budget of an answerer that packs them
+        (None for the others)."""
+        k = options.top_k or self.settings.top_k
+        if not getattr(answerer, "packs_context", False):
+            return k, None
+        budget = options.context_tokens or self.settings.context_tokens
+        # Enough candidates to fill the budget; the pack keeps the rank-order prefix.
+        return max(k, min(self.settings.candidates, budget // _MIN_CHUNK_TOKENS)), budget
+
+    def recall(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        top_k: int | None = None,
+        answerer: str | None = None,
+        context_tokens: int | None = None,
+        explain: bool = False,
+    ) -> Answer | None:
+        """The Answer `ask` would give, when it is at hand: the question was asked before (not
+        in a conversation) and its retrieval and its deterministic answerer's Answer are kept.
+        None otherwise (then `ask`). Only lookups, so a busy server gives a repeat at once
+        instead of queueing it behind new questions for a worker."""
+        if history:
+            return None
+        t0 = time.perf_counter()
+        text = self.check_question(question)
+        options = AskOptions(top_k, answerer, context_tokens, explain)
+        with self._lock:  # an answerer not made yet has answered nothing
+            impl = self._answerers.get(self.settings.answerer if answerer is None else answerer)
+        if impl is None or not getattr(impl, "deterministic", False):
+            return None
+        k, budget = self._depth(impl, options)
+        retrieval = self._retrievals.get((text, k))
+        if retrieval is None:
+            return None
+        timings = {"retrieve": (time.perf_counter() - t0) * 1000}
+        prepared = _prepared(text, text, impl, retrieval, budget, options, timings, t0)
+        found = self._answers.get(_answer_key(prepared))
+        return None if found is None else self._finish(found, prepared, time.perf_counter())
 
     def _answer(self, prepared: Prepared, history: Sequence[Turn]) -> Answer:
         """The answerer's Answer, or the one it gave before to the same question and passages
@@ -238,12 +265,7 @@ class Pipeline:
         kwargs = self._answer_kwargs(prepared, history)
         if history or not getattr(impl, "deterministic", False):
             return impl.answer(prepared.standalone, prepared.passages, **kwargs)
-        key = (
-            impl.name,
-            prepared.standalone,
-            prepared.budget,
-            tuple((p.chunk.id, p.score) for p in prepared.passages),
-        )
+        key = _answer_key(prepared)
         answer = self._answers.get(key)
         if answer is None:
             answer = self._answers.put(
@@ -373,6 +395,38 @@ class Prepared:
     budget: int | None
     timings: dict[str, float]
     t0: float
+
+
+def _prepared(
+    text: str,
+    standalone: str,
+    answerer: Answerer,
+    retrieval: Retrieval,
+    budget: int | None,
+    options: AskOptions,
+    timings: dict[str, float],
+    t0: float,
+) -> Prepared:
+    return Prepared(
+        text=text,
+        standalone=standalone,
+        answerer=answerer,
+        passages=retrieval.passages if budget is None else pack(retrieval.passages, budget),
+        candidates=retrieval.candidates if options.explain else (),
+        budget=budget,
+        timings=timings,
+        t0=t0,
+    )
+
+
+def _answer_key(prepared: Prepared) -> tuple[Any, ...]:
+    """What a deterministic answerer's Answer depends on."""
+    return (
+        prepared.answerer.name,
+        prepared.standalone,
+        prepared.budget,
+        tuple((p.chunk.id, p.score) for p in prepared.passages),
+    )
 
 
 def pack(passages: Sequence[Passage], budget: int) -> tuple[Passage, ...]:

@@ -187,6 +187,26 @@ def test_requests_are_served_in_arrival_order(
     assert gate.shed == 0 and gate.pending == 0
 
 
+def test_a_repeated_question_is_answered_while_every_worker_is_busy(
+    demo_settings: Settings, recording: RecordingPipeline
+) -> None:
+    """Its kept answer needs no worker: it is given at once, while a new question is shed."""
+    app = one_core_app(demo_settings.model_copy(update={"queue_limit": 0}), recording)
+    gate = app_state(app).gate
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        first = client.post("/ask", json={"question": QUESTION})
+        assert first.status_code == 200, first.text
+        with held(gate):
+            again = client.post("/ask", json={"question": QUESTION})
+            assert again.status_code == 200, again.text
+            assert again.json()["answer"] == first.json()["answer"]
+            spans = again.headers["server-timing"]
+            assert "recall;dur=" in spans and "queue" not in spans  # it never met the gate
+            new = client.post("/ask", json={"question": f"{QUESTION} Again?"})
+            assert new.status_code == 503, new.text
+    assert recording.started == [QUESTION] and gate.shed == 1
+
+
 def test_a_stream_admitted_is_never_cut_by_a_full_queue(
     demo_settings: Settings, recording: RecordingPipeline
 ) -> None:

@@ -94,11 +94,15 @@ def test_ask_is_the_pipeline_answer(client: httpx.Client, demo_pipeline: Pipelin
 def test_server_timing_says_where_the_time_went(client: httpx.Client) -> None:
     from qa.server.timing import parse
 
-    r = client.post("/ask", json={"question": DEMO[1][0]})
+    question = f"{DEMO[1][0]} (timed)"  # new to this server: it runs on a worker
+    r = client.post("/ask", json={"question": question})
     spans = parse(r.headers["server-timing"])
     assert set(spans) == {"queue", "work", "total"}
     assert spans["queue"] >= 0 and 0 < spans["work"] <= spans["total"]
     assert spans["work"] >= r.json()["timings_ms"]["total"] - 0.1  # the pipeline runs in `work`
+    # Asked again, its kept answer is given without a worker (`recall`).
+    again = parse(client.post("/ask", json={"question": question}).headers["server-timing"])
+    assert set(again) == {"recall", "total"} and again["recall"] <= again["total"]
     # Requests with no worker step (and refusals) carry the total alone.
     assert set(parse(client.get("/healthz").headers["server-timing"])) == {"total"}
     assert "total;dur=" in client.post("/ask", json={}).headers["server-timing"]

@@ -73,6 +73,19 @@ def test_a_repeated_question_reuses_its_retrieval_and_answer(
     assert len(answers) == 3
 
 
+def test_recall_gives_a_kept_answer_and_nothing_else(demo_pipeline: Pipeline) -> None:
+    pipeline = demo_pipeline.reopen()
+    assert pipeline.recall(QUESTION) is None  # never asked here
+    first = pipeline.ask(QUESTION, explain=True)
+    recalled = pipeline.recall(f" {QUESTION}", explain=True)
+    assert recalled is not None
+    assert (recalled.answer, recalled.citations) == (first.answer, first.citations)
+    assert recalled.candidates == first.candidates and recalled.question == QUESTION
+    assert pipeline.recall(QUESTION, top_k=2) is None  # another retrieval depth
+    history = (Turn("user", "What is this about?"), Turn("assistant", "Blockchain policy."))
+    assert pipeline.recall(QUESTION, history=history) is None
+
+
 class _Numbered:
     """Fake: a different answer every call (as an LLM's may be), so it is never reused."""
 

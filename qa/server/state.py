@@ -6,6 +6,7 @@ reason (and Retry-After) until it is loaded.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from qa.config import Settings, cpu_cores
 from qa.pipeline import Pipeline
 from qa.server.admission import Gate
+from qa.server.timing import record
 from qa.types import Answer
 
 LOADING = "The index and the embedding model are still loading; try again in a few seconds."
@@ -98,7 +100,13 @@ def cpu_bound(pipeline: Pipeline, answerer: str | None) -> bool:
 
 async def answer(gate: Gate, pipeline: Pipeline, question: str, **options: Any) -> Answer:
     """`pipeline.ask` on the gate's workers; an answerer that waits on a backend (an LLM) gets
-    only its retrieval there and waits in the ordinary thread pool, holding no core's worker."""
+    only its retrieval there and waits in the ordinary thread pool, holding no core's worker.
+    A repeated question whose answer is kept (`Pipeline.recall`) needs no worker at all."""
+    t0 = time.perf_counter()
+    recalled = pipeline.recall(question, **options)
+    if recalled is not None:
+        record("recall", (time.perf_counter() - t0) * 1000)
+        return recalled
     if cpu_bound(pipeline, options.get("answerer")):
         return await gate.run(pipeline.ask, question, **options)
     prepared = await gate.run(pipeline.prepare, question, **options)
