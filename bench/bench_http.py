@@ -9,7 +9,7 @@ the 503s shed by the bounded queue (with Retry-After), errors (anything else), a
 RSS at ready and after the load. Writes bench/out/http.json.
 
     .venv/bin/python bench/bench_http.py [--requests 2000] [--clients 1 8 32] [--qa PATH]
-        [--serve-args "--queue-limit 8"] [--client raw httpx] [--out FILE]
+        [--serve-args "--queue-limit 8"] [--client raw httpx] [--rates 100 150] [--out FILE]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -206,9 +207,15 @@ async def load(
     unseen: float = 0.0,
     malformed: float = 0.0,
     client: str = "raw",
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """`total` POST /ask requests from `clients` concurrent workers, each on its own
     keep-alive connection (`client`: "raw", RawConnection, or "httpx", one AsyncClient).
+
+    With `rate`, open loop instead: requests start at random (Poisson) times, `rate` a second
+    on average, whatever the answers' speed, each on a free raw connection or a new one; as
+    people arrive, not as a fixed set of clients that each wait for their last answer (a closed
+    loop makes the requests in flight whatever is slowest to answer).
 
     Latency percentiles are over the answered (200) requests; 503s with Retry-After are shed
     (counted, not errors); a malformed request must get 422; anything else is an error.
@@ -221,50 +228,75 @@ async def load(
     errors: list[str] = []
     shed = bad_ok = 0
     # New questions are new to this server: the earlier levels asked theirs under other tags.
-    tag = f"{client}-{clients}-"
+    tag = f"{client}-{clients}-" if rate is None else f"open-{rate:g}-"
     bodies = request_mix(questions, total, unseen=unseen, malformed=malformed, tag=tag)
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as pool:
 
-        async def worker() -> None:
+        async def one(i: int, raw: RawConnection | None) -> None:
             nonlocal shed, bad_ok
+            body = bodies[i]
+            expect = 422 if any(body is m for m in MALFORMED) else 200
+            t0 = time.perf_counter()
+            try:
+                if raw is not None:
+                    status, headers, data = await raw.post("/ask", body)
+                else:
+                    r = await pool.post("/ask", **body)
+                    status, headers, data = r.status_code, dict(r.headers), r.content
+            except httpx.HTTPError as exc:
+                errors.append(repr(exc))
+                return
+            ms = (time.perf_counter() - t0) * 1000
+            if status == 503 and "retry-after" in headers:
+                shed += 1
+            elif status != expect:
+                errors.append(f"{status} (expected {expect}): {data[:120]!r}")
+            elif expect == 200:
+                latencies.append(ms)
+                (unseen_ms if UNSEEN in body["json"]["question"] else seen_ms).append(ms)
+                inside.append(json.loads(data)["timings_ms"]["total"])
+                if "server-timing" in headers:  # not from a server before session 7
+                    served.append(parse_server_timing(headers["server-timing"]))
+            else:
+                bad_ok += 1
+
+        async def worker() -> None:
             raw = RawConnection(url) if client == "raw" else None
             for i in counter:
-                body = bodies[i]
-                expect = 422 if any(body is m for m in MALFORMED) else 200
-                t0 = time.perf_counter()
-                try:
-                    if raw is not None:
-                        status, headers, data = await raw.post("/ask", body)
-                    else:
-                        r = await pool.post("/ask", **body)
-                        status, headers, data = r.status_code, dict(r.headers), r.content
-                except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
-                    continue
-                ms = (time.perf_counter() - t0) * 1000
-                if status == 503 and "retry-after" in headers:
-                    shed += 1
-                elif status != expect:
-                    errors.append(f"{status} (expected {expect}): {data[:120]!r}")
-                elif expect == 200:
-                    latencies.append(ms)
-                    (unseen_ms if UNSEEN in body["json"]["question"] else seen_ms).append(ms)
-                    inside.append(json.loads(data)["timings_ms"]["total"])
-                    if "server-timing" in headers:  # not from a server before session 7
-                        served.append(parse_server_timing(headers["server-timing"]))
-                else:
-                    bad_ok += 1
+                await one(i, raw)
             if raw is not None:
                 await raw.close()
 
+        free: list[RawConnection] = []
+
+        async def arrival(i: int) -> None:
+            raw = free.pop() if free else RawConnection(url)
+            await one(i, raw)
+            free.append(raw)
+
+        async def arrivals(rate: float) -> None:
+            gaps = random.Random(0)
+            start, due, started = time.perf_counter(), 0.0, []
+            for i in range(total):
+                due += gaps.expovariate(rate)
+                await asyncio.sleep(max(0.0, start + due - time.perf_counter()))
+                started.append(asyncio.create_task(arrival(i)))
+            await asyncio.gather(*started)
+            for raw in free:
+                await raw.close()
+
         t0, cpu0 = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        if rate is None:
+            await asyncio.gather(*(worker() for _ in range(clients)))
+        else:
+            await arrivals(rate)
         wall, client_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     q = {p: _pct(latencies, p) or 0.0 for p in (50, 95, 99)}
     return {
-        "clients": clients,
+        "clients": clients if rate is None else None,
+        "rate": rate,
         "requests": total,
         "client": client,
         "unseen_share": unseen,
@@ -317,6 +349,7 @@ def run(
     qa: Path | None = None,
     extra: Sequence[str] = (),
     client_kinds: Sequence[str] = ("raw",),
+    rates: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Start-up times and /ask load at each concurrency level (with each load generator in
     `client_kinds`), against a fresh demo index."""
@@ -343,6 +376,14 @@ def run(
                     )
                 )  # fmt: skip
                 print(f"{n} clients ({kind}) done", flush=True)
+        for rate in rates:
+            runs.append(
+                asyncio.run(
+                    load(url, questions, 0, requests, unseen=unseen, malformed=malformed,
+                         rate=rate)
+                )
+            )  # fmt: skip
+            print(f"open loop at {rate:g}/s done", flush=True)
         memory["after_load"] = memory_mb(proc.pid)
     finally:
         stop(proc)
@@ -401,7 +442,8 @@ def print_table(result: dict[str, Any]) -> None:
                 "unseen_p99_ms",
             )
         )
-        print(f"{r.get('client', 'httpx'):>6} {r['clients']:>7} {r['requests']:>8} "
+        level = f"{r['rate']:g}/s" if r.get("rate") else r["clients"]
+        print(f"{r.get('client', 'httpx'):>6} {level:>7} {r['requests']:>8} "
               f"{r['answered']:>5} {r['rejected_422']:>4} "
               f"{r['shed_503']:>5} {r['errors']:>6} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f} {server:>10.1f} {queue:>9.1f} "
@@ -425,6 +467,13 @@ def main() -> int:
         default=["raw"],
         help="load generator(s): raw asyncio HTTP/1.1 (light) and/or httpx (as before session 8)",
     )
+    parser.add_argument(
+        "--rates",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also open-loop levels: requests started at these average rates (Poisson), per s",
+    )
     args = parser.parse_args()
     result = run(
         args.requests,
@@ -434,6 +483,7 @@ def main() -> int:
         qa=args.qa,
         extra=shlex.split(args.serve_args),
         client_kinds=args.client,
+        rates=args.rates,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
