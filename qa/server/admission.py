@@ -35,7 +35,8 @@ T = TypeVar("T")
 
 
 class Overloaded(Exception):
-    """The queue is full: the request was not started; retry after `retry_after` seconds."""
+    """The queue is full, or its wait too long: the request was not started; retry after
+    `retry_after` seconds."""
 
     def __init__(self, waiting: int, retry_after: int, wait_s: float | None = None) -> None:
         why = (
