@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     queue_limit: int = Field(256, ge=0)
     queue_wait: float = Field(5.0, gt=0, le=3600)
     retry_after: int = Field(1, ge=1, le=3600)
+    # The server embeds up to this many of the index's sentences for the answerer ahead of
+    # questions, in the background while no request runs; an index with more chunks than this
+    # is skipped (qa/server/warmup.py). 0 = never.
+    warm_sentences: int = Field(40_000, ge=0, le=50_000)
 
     # Documents added and removed while the server runs (POST/DELETE /documents).
     # auto = allowed on a loopback host, or anywhere once api_key is set; on = the same, but

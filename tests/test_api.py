@@ -150,6 +150,10 @@ def test_document_and_health(client: httpx.Client, demo_pipeline: Pipeline) -> N
     }  # fmt: skip
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
+    # How many sentences warm-up embedded depends on what earlier tests left in the shared
+    # pipeline's cache (tests/test_warmup.py checks the count).
+    assert isinstance(ready.pop("warming_sentences"), bool)
+    assert ready.pop("warmed_sentences") >= 0
     assert ready == {
         "status": "ready", "documents": 1, "chunks": demo_pipeline.store.n_chunks,
         "model": "all-MiniLM-L6-v2", "answerer": "extractive",

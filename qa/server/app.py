@@ -251,6 +251,8 @@ def _open_router() -> APIRouter:
             embedding_dtype=settings.embedding_dtype,
             embedding_backend_reason=state.pipeline.backend_reason,
             answerer=settings.answerer,
+            warming_sentences=state.warmup.running,
+            warmed_sentences=state.warmup.sentences,
         )
 
     return router
@@ -352,6 +354,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
         live.watch(settings.watch_interval)
         yield
         live.stop()
+        app.state.qa.warmup.stop()
 
     app = FastAPI(
         title="qa",

@@ -288,6 +288,14 @@ class ReadyOut(BaseModel):
         description="Why that backend: `auto`'s choice and its reason, or the setting."
     )
     answerer: str = Field(description="The default answerer.")
+    warming_sentences: bool = Field(
+        False,
+        description="The answerer is embedding the index's sentences ahead of questions, in "
+        "the background while no request runs (setting warm_sentences).",
+    )
+    warmed_sentences: int = Field(
+        0, description="Sentences that warm-up embedded for the index served now, once done."
+    )
 
 
 def _event(name: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from qa.config import Settings, cpu_cores
 from qa.pipeline import Pipeline
 from qa.server.admission import Gate
 from qa.server.timing import record
+from qa.server.warmup import Warmup
 from qa.types import Answer
 
 LOADING = "The index and the embedding model are still loading; try again in a few seconds."
@@ -33,6 +34,7 @@ class AppState:
             retry_after=settings.retry_after,
             queue_wait=settings.queue_wait,
         )
+        self.warmup = Warmup(self.gate, settings.warm_sentences)
         self.pipeline: Pipeline | None = None
         self.reason = LOADING
         self.counts = (0, 0)
@@ -49,6 +51,7 @@ class AppState:
         self.counts = (document_count(pipeline), pipeline.store.n_chunks)
         # One assignment: a request gets the old pipeline or the new one, never a mix.
         self.pipeline = pipeline
+        self.warmup.start(pipeline)
 
     def failed(self, reason: str) -> None:
         self.reason = reason

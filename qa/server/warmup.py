@@ -1,0 +1,110 @@
+"""Sentence vectors made ahead of questions, on a background thread, while no request runs.
+
+The extractive answerer scores every sentence of the retrieved passages by its vector, and
+embeds a passage's sentences the first time it quotes from it. On the demo that is paid once
+by the first question; on a corpus of a few hundred documents nearly every new question meets
+new passages, and it was ~0.36 of its ~0.37 s (bench/README.md). So once an index is served,
+the default answerer embeds the sentences of all its chunks (`warm`), one encoder call
+(~0.1 s) at a time and only while no request is admitted: a request that arrives meanwhile
+shares a core with at most that one call. Bounded by the setting `warm_sentences` (0: off);
+an index with more chunks than that is left to embed as questions come. A swap to a changed
+index starts again on the new pipeline, whose answerer already holds the old one's vectors.
+Stopping (the server's shutdown, or the interpreter's exit) waits for the call under way: a
+thread killed inside onnxruntime aborts the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qa.pipeline import Pipeline
+    from qa.server.admission import Gate
+
+log = logging.getLogger(__name__)
+
+_IDLE_POLL_S = 0.02  # how often a waiting warm-up looks for an idle gate again
+_JOIN_S = 30.0  # the longest a stop waits for the encoder call under way (~0.1 s)
+_ALL: weakref.WeakSet[Warmup] = weakref.WeakSet()
+
+
+class Warmup:
+    """Runs the default answerer's `warm` for the pipeline being served, in the background."""
+
+    def __init__(self, gate: Gate, limit: int) -> None:
+        self.gate = gate
+        self.limit = limit
+        self.sentences = 0  # embedded ahead by the current run
+        self.running = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        _ALL.add(self)
+
+    def start(self, pipeline: Pipeline) -> None:
+        """Warm `pipeline`'s default answerer, stopping the run for the previous pipeline."""
+        with self._lock:
+            self._stop.set()
+            self._stop = stop = threading.Event()
+            self.sentences, self.running = 0, False
+            warm = getattr(pipeline.answerer(), "warm", None)
+            n_chunks = pipeline.store.n_chunks
+            if warm is None or self.limit <= 0 or not n_chunks:
+                return
+            if n_chunks > self.limit:
+                log.info(
+                    "Not embedding sentences ahead of questions: %d chunks is over the "
+                    "warm_sentences setting (%d); each is embedded when first quoted.",
+                    n_chunks,
+                    self.limit,
+                )
+                return
+            self.running = True
+            thread = threading.Thread(
+                target=self._run, args=(pipeline, warm, stop), name="qa-warm", daemon=True
+            )
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def stop(self) -> None:
+        """Stop warming and wait for the encoder call under way."""
+        with self._lock:
+            self._stop.set()
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(_JOIN_S)
+
+    def _run(self, pipeline: Pipeline, warm: Callable[..., int], stop: threading.Event) -> None:
+        def go_on() -> bool:
+            while not stop.is_set():
+                if self.gate.pending == 0:
+                    return True
+                stop.wait(_IDLE_POLL_S)
+            return False
+
+        t0 = time.perf_counter()
+        try:
+            done = warm(pipeline.store.chunks(), limit=self.limit, go_on=go_on)
+        except Exception:  # best effort: questions embed their sentences as they come
+            log.exception("Embedding sentences ahead of questions failed; carrying on without")
+            done = 0
+        with self._lock:
+            if stop.is_set():  # a newer pipeline's run owns the counters now
+                return
+            self.sentences, self.running = done, False
+        log.info(
+            "Embedded %d sentences ahead of questions in %.1f s.", done, time.perf_counter() - t0
+        )
+
+
+@atexit.register
+def _stop_all() -> None:
+    for warmup in list(_ALL):
+        warmup.stop()
