@@ -4,8 +4,10 @@ says how far it got. Real model, real index of the demo corpus, a real server ov
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +17,12 @@ import pytest
 from qa.answering.extractive.answerer import ExtractiveAnswerer
 from qa.answering.extractive.sentences import sentences_of
 from qa.config import Settings
+from qa.embedding.cache import SENTENCES_FILE, cache_dir_for
 from qa.pipeline import Pipeline
 from qa.server.admission import Gate
 from qa.server.app import create_app
 from qa.server.warmup import Warmup
+from qa.stores import open_store
 from qa.types import Chunk, Passage
 from tests.conftest import DEMO_QUESTIONS
 from tests.server_utils import LiveServer, wait_for
@@ -49,9 +53,11 @@ def questions() -> list[str]:
 
 @pytest.fixture
 def fresh(demo_pipeline: Pipeline) -> tuple[Pipeline, Counting]:
-    """A pipeline over the demo index whose answerer has embedded no sentence yet."""
+    """A pipeline over the demo index whose answerer has embedded no sentence yet (and keeps
+    none on disk: other tests' servers warm the demo index's cache)."""
     counting = Counting(demo_pipeline.embedder)
-    pipeline = Pipeline(demo_pipeline.settings, store=demo_pipeline.store, embedder=counting)  # type: ignore[arg-type]
+    settings = demo_pipeline.settings.model_copy(update={"embedding_cache": False})
+    pipeline = Pipeline(settings, store=demo_pipeline.store, embedder=counting)  # type: ignore[arg-type]
     return pipeline, counting
 
 
@@ -116,7 +122,7 @@ def test_warm_up_waits_while_a_request_holds_every_worker(
 
 
 def test_a_swap_stops_the_old_run_and_warms_the_new_index(
-    demo_settings: Settings, fresh: tuple[Pipeline, Counting]
+    fresh: tuple[Pipeline, Counting],
 ) -> None:
     pipeline, counting = fresh
     gate = Gate(workers=1, queue_limit=4, retry_after=1)
@@ -125,7 +131,7 @@ def test_a_swap_stops_the_old_run_and_warms_the_new_index(
     held = gate.submit(release.wait)
     try:
         warmup.start(pipeline)
-        again = Pipeline(demo_settings, store=pipeline.store, embedder=pipeline.embedder)
+        again = Pipeline(pipeline.settings, store=pipeline.store, embedder=pipeline.embedder)
         warmup.start(again)  # the first run is stopped before it embedded anything
     finally:
         release.set()
@@ -162,3 +168,27 @@ def test_readyz_reports_the_warm_up_of_a_served_index(fresh: tuple[Pipeline, Cou
         reply = httpx.post(server.url + "/ask", json={"question": questions()[0]}, timeout=60)
         assert reply.status_code == 200 and reply.json()["citations"]
         assert counting.embedded == []
+
+
+def test_a_restart_reads_the_sentence_vectors_from_disk(
+    demo_settings: Settings, demo_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    shutil.copytree(demo_settings.index_dir, tmp_path / "index")
+    settings = demo_settings.model_copy(update={"index_dir": tmp_path / "index"})
+    gate = Gate(workers=1, queue_limit=4, retry_after=1)
+
+    def served() -> tuple[Pipeline, Counting, Warmup]:
+        counting = Counting(demo_pipeline.embedder)
+        pipeline = Pipeline(settings, store=open_store(settings), embedder=counting)  # type: ignore[arg-type]
+        warmup = Warmup(gate, limit=40_000)
+        warmup.start(pipeline)
+        wait_for(lambda: not warmup.running, what="warm-up to finish")
+        return pipeline, counting, warmup
+
+    _, first, warmed = served()
+    assert warmed.sentences == len(first.embedded) > demo_pipeline.store.n_chunks
+    assert (cache_dir_for(settings.index_dir) / SENTENCES_FILE).is_file()
+    again, second, rewarmed = served()  # a restart: a new process would hold nothing either
+    assert rewarmed.sentences == warmed.sentences and second.embedded == []
+    assert not again.ask(questions()[0]).abstained and second.embedded == []
+    gate.close()

@@ -27,6 +27,9 @@ from qa.recent import Recent
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "embeddings.sqlite"
+# The answerer's sentence vectors made by `qa serve`'s warm-up (qa/server/warmup.py): a file of
+# its own, so the server never contends with an ingest writing CACHE_FILE.
+SENTENCES_FILE = "sentences.sqlite"
 # Called with (positions in the texts given, their vectors) as slices of an ingest finish.
 SliceDone = Callable[[Sequence[int], np.ndarray], None]
 # Below this many rows the cache is never pruned (a few MB; covers small corpora's history).
@@ -174,10 +177,11 @@ class EmbeddingCache:
 
 
 def open_cache(
-    settings: Any, index_dir: Path, embedder: Any, *, rows: int = 0
+    settings: Any, index_dir: Path, embedder: Any, *, rows: int = 0, file: str = CACHE_FILE
 ) -> EmbeddingCache | None:
     """The cache for this index folder and embedder (keeping at least twice the index's `rows`
-    when pruning), or None when the settings turn it off."""
+    when pruning), or None when the settings turn it off. `file` names another cache in the
+    same folder (the server's sentence vectors, SENTENCES_FILE)."""
     if not settings.embedding_cache:
         return None
     # What the vectors depend on besides the text; an embedder without these attributes (a
@@ -186,7 +190,7 @@ def open_cache(
     dtype = getattr(embedder, "dtype", settings.embedding_dtype)
     # Backends whose vectors agree (cosine >= 0.99, qa.embedding.backends) share their rows.
     space = f"{embedder.name}|{vector_space(backend, dtype)}|{embedder.dim}"
-    path = cache_dir_for(index_dir) / CACHE_FILE
+    path = cache_dir_for(index_dir) / file
     return EmbeddingCache(path, space=space, dim=embedder.dim, max_rows=2 * rows)
 
 

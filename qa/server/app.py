@@ -364,6 +364,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
     )
     app.state.qa = AppState(settings, pipeline)
     live = app.state.live = Live(app.state.qa)
+    app.state.qa.warmup.pause_while(lambda: live.jobs.pending() > 0)
     upload_limit = (
         # The multipart framing around the files is small; the route checks the files' bytes.
         settings.max_upload_bytes + 64 * 1024,

@@ -5,10 +5,13 @@ embeds a passage's sentences the first time it quotes from it. On the demo that 
 by the first question; on a corpus of a few hundred documents nearly every new question meets
 new passages, and it was ~0.36 of its ~0.37 s (bench/README.md). So once an index is served,
 the default answerer embeds the sentences of all its chunks (`warm`), one encoder call
-(~0.1 s) at a time and only while no request is admitted: a request that arrives meanwhile
-shares a core with at most that one call. Bounded by the setting `warm_sentences` (0: off);
-an index with more chunks than that is left to embed as questions come. A swap to a changed
-index starts again on the new pipeline, whose answerer already holds the old one's vectors.
+(~0.1 s) at a time and only while no request is admitted and no ingest job runs: a request
+that arrives meanwhile shares a core with at most that one call. The vectors are also kept on
+disk beside the index (SENTENCES_FILE in its embedding-cache folder, unless `embedding_cache`
+is off), so a restart reads them instead of embedding them again. Bounded by the setting
+`warm_sentences` (0: off); an index with more chunks than that is left to embed as questions
+come. A swap to a changed index starts again on the new pipeline, whose answerer already
+holds the old one's vectors.
 Stopping (the server's shutdown, or the interpreter's exit) waits for the call under way: a
 thread killed inside onnxruntime aborts the process.
 """
@@ -22,6 +25,10 @@ import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import numpy as np
+
+from qa.embedding.cache import SENTENCES_FILE, SliceDone, embed_with_cache, open_cache
 
 if TYPE_CHECKING:
     from qa.pipeline import Pipeline
@@ -45,7 +52,12 @@ class Warmup:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._busy: list[Callable[[], bool]] = [lambda: gate.pending > 0]
         _ALL.add(self)
+
+    def pause_while(self, busy: Callable[[], bool]) -> None:
+        """Also wait while `busy()` (an ingest job running: it has the cores then)."""
+        self._busy.append(busy)
 
     def start(self, pipeline: Pipeline) -> None:
         """Warm `pipeline`'s default answerer, stopping the run for the previous pipeline."""
@@ -84,23 +96,48 @@ class Warmup:
     def _run(self, pipeline: Pipeline, warm: Callable[..., int], stop: threading.Event) -> None:
         def go_on() -> bool:
             while not stop.is_set():
-                if self.gate.pending == 0:
+                if not any(busy() for busy in self._busy):
                     return True
                 stop.wait(_IDLE_POLL_S)
             return False
 
         t0 = time.perf_counter()
+        settings, embedder = pipeline.settings, pipeline.embedder
+        cache = None
         try:
-            done = warm(pipeline.store.chunks(), limit=self.limit, go_on=go_on)
+            # Opened here: an SQLite connection stays on the thread that made it.
+            cache = open_cache(settings, settings.index_dir, embedder, file=SENTENCES_FILE)
+
+            def encode(texts: list[str], done: SliceDone) -> np.ndarray:
+                vectors = embedder.embed_documents(texts)
+                done(range(len(texts)), vectors)
+                return vectors
+
+            def embed(texts: list[str]) -> np.ndarray:
+                return embed_with_cache(cache, texts, encode, embedder.dim)
+
+            done = warm(pipeline.store.chunks(), limit=self.limit, go_on=go_on, embed=embed)
+            if cache is not None:
+                cache.prune()
         except Exception:  # best effort: questions embed their sentences as they come
             log.exception("Embedding sentences ahead of questions failed; carrying on without")
             done = 0
+        finally:
+            if cache is not None:
+                cache.close()
         with self._lock:
             if stop.is_set():  # a newer pipeline's run owns the counters now
                 return
             self.sentences, self.running = done, False
+        read = cache.hits if cache is not None else 0
         log.info(
-            "Embedded %d sentences ahead of questions in %.1f s.", done, time.perf_counter() - t0
+            "Sentence vectors ready ahead of questions: %d (%d read from %s, %d embedded) in "
+            "%.1f s.",
+            done,
+            read,
+            SENTENCES_FILE,
+            done - read,
+            time.perf_counter() - t0,
         )
 
 

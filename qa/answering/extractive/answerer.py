@@ -139,13 +139,22 @@ class ExtractiveAnswerer:
             with self._lock:
                 self._vectors = vectors
 
-    def warm(self, chunks: Iterable[Chunk], *, limit: int, go_on: Callable[[], bool]) -> int:
+    def warm(
+        self,
+        chunks: Iterable[Chunk],
+        *,
+        limit: int,
+        go_on: Callable[[], bool],
+        embed: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> int:
         """Embed the sentences of `chunks` before a question quotes them; returns how many.
 
         A question's first answer from a passage embeds the passage's sentences: ~0.36 of a
         ~0.37 s answer on a 600-passage corpus (bench/README.md); done ahead, it is a lookup.
         One encoder call at a time, each only once `go_on()` says so (it may wait for an idle
         core; False stops), until `limit` sentences (at most the cache's size) are cached.
+        `embed` makes the vectors (default: the embedder; the server's reads and fills a
+        cache on disk, so a restart finds them).
         """
         limit = min(limit, _CACHE_SIZE)
         embedded = 0
@@ -162,12 +171,12 @@ class ExtractiveAnswerer:
                 batch = list(todo)[:_WARM_TEXTS]
                 if not go_on():
                     return embedded
-                self._vectors_for(batch)
+                self._vectors_for(batch, embed)
                 embedded += len(batch)
                 for text in batch:
                     del todo[text]
         if todo and go_on():
-            self._vectors_for(list(todo))
+            self._vectors_for(list(todo), embed)
             embedded += len(todo)
         return embedded
 
@@ -317,12 +326,14 @@ class ExtractiveAnswerer:
         """The question's vector (the embedder caches it: the retriever just embedded it)."""
         return self.embedder.embed_query(question)
 
-    def _vectors_for(self, texts: list[str]) -> np.ndarray:
+    def _vectors_for(
+        self, texts: list[str], embed: Callable[[list[str]], np.ndarray] | None = None
+    ) -> np.ndarray:
         """Sentence vectors, embedding only the texts not cached yet (in one batch)."""
         with self._lock:
             todo = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if todo:
-            fresh = self.embedder.embed_documents(todo)
+            fresh = (embed or self.embedder.embed_documents)(todo)
             with self._lock:
                 for text, vec in zip(todo, fresh, strict=True):
                     self._vectors[text] = vec
