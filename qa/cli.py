@@ -132,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("index", "serve"):
         level = min(level, logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # faiss-cpu's wheel is one library that picks its SIMD kernels at run time (dynamic
+    # dispatch: faiss.SIMDConfig.get_level_name() says AVX2 on an AVX2 CPU), yet its loader
+    # logs at INFO that an AVX2 module is missing: noise that reads like a fault.
+    if args.verbose < 2:
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except QAError as exc:

@@ -43,6 +43,8 @@ def test_index_search_json_round_trip(tmp_path: Path) -> None:
     built = run_qa("index", "--corpus", str(DEMO_CORPUS), "--index", str(index))
     assert built.returncode == 0, built.stderr
     assert "1 added" in built.stdout
+    assert "INFO qa.ingest" in built.stderr  # `qa index` logs at INFO ...
+    assert "faiss.loader" not in built.stderr  # ... but not faiss's "could not load AVX2" noise
     again = run_qa("index", "--corpus", str(DEMO_CORPUS), "--index", str(index))
     assert "1 unchanged" in again.stdout and "0 chunks embedded" in again.stdout
 
