@@ -188,7 +188,15 @@ def test_a_restart_reads_the_sentence_vectors_from_disk(
     _, first, warmed = served()
     assert warmed.sentences == len(first.embedded) > demo_pipeline.store.n_chunks
     assert (cache_dir_for(settings.index_dir) / SENTENCES_FILE).is_file()
-    again, second, rewarmed = served()  # a restart: a new process would hold nothing either
+    # A restart (a new process would hold nothing either) reads them back, even while a
+    # request holds the only worker: only the encoder waits for an idle core.
+    release = threading.Event()
+    held = gate.submit(release.wait)
+    try:
+        again, second, rewarmed = served()
+    finally:
+        release.set()
+        held.result(timeout=60)
     assert rewarmed.sentences == warmed.sentences and second.embedded == []
     assert not again.ask(questions()[0]).abstained and second.embedded == []
     gate.close()

@@ -8,7 +8,8 @@ the default answerer embeds the sentences of all its chunks (`warm`), one encode
 (~0.1 s) at a time and only while no request is admitted and no ingest job runs: a request
 that arrives meanwhile shares a core with at most that one call. The vectors are also kept on
 disk beside the index (SENTENCES_FILE in its embedding-cache folder, unless `embedding_cache`
-is off), so a restart reads them instead of embedding them again. Bounded by the setting
+is off), so a restart reads them back (that needs no idle core) instead of embedding them
+again. Bounded by the setting
 `warm_sentences` (0: off); an index with more chunks than that is left to embed as questions
 come. A swap to a changed index starts again on the new pipeline, whose answerer already
 holds the old one's vectors.
@@ -94,7 +95,8 @@ class Warmup:
                 thread.join(_JOIN_S)
 
     def _run(self, pipeline: Pipeline, warm: Callable[..., int], stop: threading.Event) -> None:
-        def go_on() -> bool:
+        def idle() -> bool:
+            """Wait until nothing else wants the cores; False once stopped."""
             while not stop.is_set():
                 if not any(busy() for busy in self._busy):
                     return True
@@ -109,6 +111,10 @@ class Warmup:
             cache = open_cache(settings, settings.index_dir, embedder, file=SENTENCES_FILE)
 
             def encode(texts: list[str], done: SliceDone) -> np.ndarray:
+                # Only the encoder waits for idle cores: vectors read from disk need none, so
+                # a restart has them back while it serves questions.
+                if not idle():
+                    raise _Stopped
                 vectors = embedder.embed_documents(texts)
                 done(range(len(texts)), vectors)
                 return vectors
@@ -116,9 +122,12 @@ class Warmup:
             def embed(texts: list[str]) -> np.ndarray:
                 return embed_with_cache(cache, texts, encode, embedder.dim)
 
-            done = warm(pipeline.store.chunks(), limit=self.limit, go_on=go_on, embed=embed)
+            chunks = pipeline.store.chunks()
+            done = warm(chunks, limit=self.limit, go_on=lambda: not stop.is_set(), embed=embed)
             if cache is not None:
                 cache.prune()
+        except _Stopped:
+            done = 0
         except Exception:  # best effort: questions embed their sentences as they come
             log.exception("Embedding sentences ahead of questions failed; carrying on without")
             done = 0
@@ -139,6 +148,10 @@ class Warmup:
             done - read,
             time.perf_counter() - t0,
         )
+
+
+class _Stopped(Exception):
+    """The warm-up was stopped while it waited for idle cores."""
 
 
 @atexit.register
