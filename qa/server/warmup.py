@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _IDLE_POLL_S = 0.02  # how often a waiting warm-up looks for an idle gate again
+# Sentences looked up on disk at a time (each lookup is one SQLite transaction), and per
+# encoder call for the ones missing (~0.1 s: the longest a request shares its core with one).
+_LOOKUP_TEXTS = 256
+_ENCODE_TEXTS = 8
 _JOIN_S = 30.0  # the longest a stop waits for the encoder call under way (~0.1 s)
 _ALL: weakref.WeakSet[Warmup] = weakref.WeakSet()
 
@@ -111,19 +115,28 @@ class Warmup:
             cache = open_cache(settings, settings.index_dir, embedder, file=SENTENCES_FILE)
 
             def encode(texts: list[str], done: SliceDone) -> np.ndarray:
-                # Only the encoder waits for idle cores: vectors read from disk need none, so
-                # a restart has them back while it serves questions.
-                if not idle():
-                    raise _Stopped
-                vectors = embedder.embed_documents(texts)
-                done(range(len(texts)), vectors)
-                return vectors
+                # Only the encoder waits for idle cores, one short call at a time: vectors
+                # read from disk need none, so a restart has them back while it serves.
+                parts = []
+                for i in range(0, len(texts), _ENCODE_TEXTS):
+                    if not idle():
+                        raise _Stopped
+                    part = embedder.embed_documents(texts[i : i + _ENCODE_TEXTS])
+                    done(range(i, i + len(part)), part)
+                    parts.append(part)
+                return np.concatenate(parts)
 
             def embed(texts: list[str]) -> np.ndarray:
                 return embed_with_cache(cache, texts, encode, embedder.dim)
 
             chunks = pipeline.store.chunks()
-            done = warm(chunks, limit=self.limit, go_on=lambda: not stop.is_set(), embed=embed)
+            done = warm(
+                chunks,
+                limit=self.limit,
+                go_on=lambda: not stop.is_set(),
+                embed=embed,
+                batch=_LOOKUP_TEXTS,
+            )
             if cache is not None:
                 cache.prune()
         except _Stopped:

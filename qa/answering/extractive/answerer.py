@@ -146,6 +146,7 @@ class ExtractiveAnswerer:
         limit: int,
         go_on: Callable[[], bool],
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        batch: int = _WARM_TEXTS,
     ) -> int:
         """Embed the sentences of `chunks` before a question quotes them; returns how many.
 
@@ -153,8 +154,9 @@ class ExtractiveAnswerer:
         ~0.37 s answer on a 600-passage corpus (bench/README.md); done ahead, it is a lookup.
         One encoder call at a time, each only once `go_on()` says so (it may wait for an idle
         core; False stops), until `limit` sentences (at most the cache's size) are cached.
-        `embed` makes the vectors (default: the embedder; the server's reads and fills a
-        cache on disk, so a restart finds them).
+        `embed` makes the vectors of `batch` texts at a time (default: the embedder; the
+        server's reads and fills a cache on disk, so a restart finds them, and splits its
+        encoder calls itself).
         """
         limit = min(limit, _CACHE_SIZE)
         embedded = 0
@@ -167,13 +169,13 @@ class ExtractiveAnswerer:
             texts = [span.text for _, span in sentences_of([passage], self._document_text)]
             with self._lock:
                 todo.update((t, None) for t in texts if t not in self._vectors)
-            while len(todo) >= _WARM_TEXTS:
-                batch = list(todo)[:_WARM_TEXTS]
+            while len(todo) >= batch:
+                texts = list(todo)[:batch]
                 if not go_on():
                     return embedded
-                self._vectors_for(batch, embed)
-                embedded += len(batch)
-                for text in batch:
+                self._vectors_for(texts, embed)
+                embedded += len(texts)
+                for text in texts:
                     del todo[text]
         if todo and go_on():
             self._vectors_for(list(todo), embed)
