@@ -5,6 +5,7 @@ says how far it got. Real model, real index of the demo corpus, a real server ov
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,4 +200,43 @@ def test_a_restart_reads_the_sentence_vectors_from_disk(
         held.result(timeout=60)
     assert rewarmed.sentences == warmed.sentences and second.embedded == []
     assert not again.ask(questions()[0]).abstained and second.embedded == []
+    gate.close()
+
+
+def test_kept_vectors_are_read_back_while_the_missing_ones_wait_for_a_core(
+    demo_settings: Settings, demo_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    shutil.copytree(demo_settings.index_dir, tmp_path / "index")
+    settings = demo_settings.model_copy(update={"index_dir": tmp_path / "index"})
+    gate = Gate(workers=1, queue_limit=4, retry_after=1)
+    store = open_store(settings)
+    first = Warmup(gate, limit=40_000)
+    first.start(Pipeline(settings, store=store, embedder=demo_pipeline.embedder))
+    wait_for(lambda: not first.running, what="the first warm-up")
+    total = first.sentences
+    with sqlite3.connect(cache_dir_for(settings.index_dir) / SENTENCES_FILE) as db:
+        db.execute("DELETE FROM vectors WHERE hash IN (SELECT hash FROM vectors LIMIT 5)")
+    counting = Counting(demo_pipeline.embedder)
+    restarted = Pipeline(settings, store=store, embedder=counting)  # type: ignore[arg-type]
+    answerer = restarted.answerer()
+    remembered: list[str] = []
+    keep = answerer.remember  # type: ignore[attr-defined]
+
+    def remember(texts: Sequence[str], vectors: np.ndarray) -> None:
+        remembered.extend(texts)
+        keep(texts, vectors)
+
+    answerer.remember = remember  # type: ignore[attr-defined]
+    warmup = Warmup(gate, limit=40_000)
+    release = threading.Event()
+    held = gate.submit(release.wait)
+    try:
+        warmup.start(restarted)
+        wait_for(lambda: len(remembered) == total - 5, what="the kept vectors read back")
+        assert not release.wait(0.3) and warmup.running and counting.embedded == []
+    finally:
+        release.set()
+        held.result(timeout=60)
+    wait_for(lambda: not warmup.running, what="the five missing ones embedded")
+    assert len(counting.embedded) == 5 and warmup.sentences == total
     gate.close()

@@ -53,10 +53,11 @@ class Answerer(Protocol):
     the others get the top_k passages. One that mostly waits on a backend (an LLM server) sets
     `cpu_bound = False`, so `qa serve` runs its answer step off the one-per-core workers.
     One that always gives the same Answer to the same question and passages sets
-    `deterministic = True`, so the pipeline reuses it when the question comes again. One with
-    work to do per chunk that it could do before any question defines
-    `warm(chunks, *, limit, go_on) -> int`, which `qa serve` calls in the background while no
-    request runs (the extractive answerer embeds the chunks' sentences; qa/server/warmup.py).
+    `deterministic = True`, so the pipeline reuses it when the question comes again. One that
+    embeds texts of the chunks it could embed before any question (the extractive answerer:
+    their sentences) defines `warm_texts(chunks, *, limit) -> list[str]` and
+    `remember(texts, vectors)`; `qa serve` makes those vectors in the background
+    (qa/server/warmup.py).
     """
 
     name: str

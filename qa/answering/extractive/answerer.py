@@ -94,8 +94,7 @@ CONFIDENCE_WEIGHTS = (
 )
 _CACHE_SIZE = 50_000
 _DOCUMENTS_CACHED = 64
-# Sentences per encoder call of `warm`: one call is ~0.1 s, the longest a request that arrives
-# meanwhile shares its core with it.
+# Sentences per encoder call of `warm`: ~0.1 s a call.
 _WARM_TEXTS = 8
 
 
@@ -139,48 +138,43 @@ class ExtractiveAnswerer:
             with self._lock:
                 self._vectors = vectors
 
-    def warm(
-        self,
-        chunks: Iterable[Chunk],
-        *,
-        limit: int,
-        go_on: Callable[[], bool],
-        embed: Callable[[list[str]], np.ndarray] | None = None,
-        batch: int = _WARM_TEXTS,
-    ) -> int:
-        """Embed the sentences of `chunks` before a question quotes them; returns how many.
+    def warm_texts(self, chunks: Iterable[Chunk], *, limit: int) -> list[str]:
+        """The sentences of `chunks` with no vector yet, in order and once each, as many as
+        fit with the ones cached under `limit` (at most the cache's size).
 
         A question's first answer from a passage embeds the passage's sentences: ~0.36 of a
-        ~0.37 s answer on a 600-passage corpus (bench/README.md); done ahead, it is a lookup.
-        One encoder call at a time, each only once `go_on()` says so (it may wait for an idle
-        core; False stops), until `limit` sentences (at most the cache's size) are cached.
-        `embed` makes the vectors of `batch` texts at a time (default: the embedder; the
-        server's reads and fills a cache on disk, so a restart finds them, and splits its
-        encoder calls itself).
+        ~0.37 s answer on a 600-passage corpus (bench/README.md). `qa serve` embeds these
+        ahead (qa/server/warmup.py) and hands them over with `remember`.
         """
-        limit = min(limit, _CACHE_SIZE)
-        embedded = 0
-        todo: dict[str, None] = {}  # insertion-ordered, no repeats
+        with self._lock:
+            room = min(limit, _CACHE_SIZE) - len(self._vectors)
+        out: dict[str, None] = {}  # insertion-ordered, no repeats
         for chunk in chunks:
-            with self._lock:
-                if len(self._vectors) + len(todo) >= limit:
-                    break
+            if len(out) >= room:
+                break
             passage = Passage(chunk=chunk, score=0.0, rank=1)
             texts = [span.text for _, span in sentences_of([passage], self._document_text)]
             with self._lock:
-                todo.update((t, None) for t in texts if t not in self._vectors)
-            while len(todo) >= batch:
-                texts = list(todo)[:batch]
-                if not go_on():
-                    return embedded
-                self._vectors_for(texts, embed)
-                embedded += len(texts)
-                for text in texts:
-                    del todo[text]
-        if todo and go_on():
-            self._vectors_for(list(todo), embed)
-            embedded += len(todo)
-        return embedded
+                out.update((t, None) for t in texts if t not in self._vectors)
+        return list(out)[: max(room, 0)]
+
+    def remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Keep sentence vectors made elsewhere (row i is texts[i]'s)."""
+        with self._lock:
+            for text, vec in zip(texts, vectors, strict=True):
+                self._vectors[text] = vec
+            while len(self._vectors) > _CACHE_SIZE:
+                self._vectors.popitem(last=False)
+
+    def warm(self, chunks: Iterable[Chunk], *, limit: int, go_on: Callable[[], bool]) -> int:
+        """Embed `warm_texts` here, one encoder call at a time while `go_on()`; how many."""
+        texts = self.warm_texts(chunks, limit=limit)
+        for i in range(0, len(texts), _WARM_TEXTS):
+            if not go_on():
+                return i
+            batch = texts[i : i + _WARM_TEXTS]
+            self.remember(batch, self.embedder.embed_documents(batch))
+        return len(texts)
 
     # -- the answer ------------------------------------------------------------------------
 
@@ -328,19 +322,12 @@ class ExtractiveAnswerer:
         """The question's vector (the embedder caches it: the retriever just embedded it)."""
         return self.embedder.embed_query(question)
 
-    def _vectors_for(
-        self, texts: list[str], embed: Callable[[list[str]], np.ndarray] | None = None
-    ) -> np.ndarray:
+    def _vectors_for(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors, embedding only the texts not cached yet (in one batch)."""
         with self._lock:
             todo = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if todo:
-            fresh = (embed or self.embedder.embed_documents)(todo)
-            with self._lock:
-                for text, vec in zip(todo, fresh, strict=True):
-                    self._vectors[text] = vec
-                while len(self._vectors) > _CACHE_SIZE:
-                    self._vectors.popitem(last=False)
+            self.remember(todo, self.embedder.embed_documents(todo))
         with self._lock:
             rows = []
             for t in texts:
