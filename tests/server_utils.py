@@ -8,12 +8,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from qa.config import Settings, load_settings
+from qa.server.admission import Gate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = ROOT / "corpus"
@@ -160,3 +162,16 @@ def build_demo_index(
     )
     build_index(settings, embedder=embedder)
     return settings
+
+
+@contextmanager
+def held(gate: Gate) -> Iterator[threading.Event]:
+    """Every worker of the gate busy until the yielded Event is set (set on exit too)."""
+    release = threading.Event()
+    jobs = [gate.submit(release.wait, admit=False) for _ in range(gate.workers)]
+    try:
+        yield release
+    finally:
+        release.set()
+        for job in jobs:
+            job.result(timeout=60)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from qa.server.warmup import Warmup
 from qa.stores import open_store
 from qa.types import Chunk, Passage
 from tests.conftest import DEMO_QUESTIONS
-from tests.server_utils import LiveServer, wait_for
+from tests.server_utils import LiveServer, held, wait_for
 
 
 class Counting:
@@ -107,16 +106,11 @@ def test_warm_up_waits_while_a_request_holds_every_worker(
     pipeline, counting = fresh
     gate = Gate(workers=1, queue_limit=4, retry_after=1)
     warmup = Warmup(gate, limit=40_000)
-    release = threading.Event()
-    held = gate.submit(release.wait)
-    try:
+    with held(gate) as release:
         warmup.start(pipeline)
         assert warmup.running
         assert not release.wait(0.5)  # half a second with the only worker busy
         assert counting.embedded == []  # ... and no sentence embedded meanwhile
-    finally:
-        release.set()
-        held.result(timeout=60)
     wait_for(lambda: not warmup.running, what="warm-up to finish once the worker is free")
     assert warmup.sentences == len(counting.embedded) > pipeline.store.n_chunks
     gate.close()
@@ -128,15 +122,10 @@ def test_a_swap_stops_the_old_run_and_warms_the_new_index(
     pipeline, counting = fresh
     gate = Gate(workers=1, queue_limit=4, retry_after=1)
     warmup = Warmup(gate, limit=40_000)
-    release = threading.Event()
-    held = gate.submit(release.wait)
-    try:
+    with held(gate):
         warmup.start(pipeline)
         again = Pipeline(pipeline.settings, store=pipeline.store, embedder=pipeline.embedder)
         warmup.start(again)  # the first run is stopped before it embedded anything
-    finally:
-        release.set()
-        held.result(timeout=60)
     wait_for(lambda: not warmup.running, what="the second warm-up to finish")
     assert warmup.sentences == len(counting.embedded) == len(set(counting.embedded))
     gate.close()
@@ -191,13 +180,8 @@ def test_a_restart_reads_the_sentence_vectors_from_disk(
     assert (cache_dir_for(settings.index_dir) / SENTENCES_FILE).is_file()
     # A restart (a new process would hold nothing either) reads them back, even while a
     # request holds the only worker: only the encoder waits for an idle core.
-    release = threading.Event()
-    held = gate.submit(release.wait)
-    try:
+    with held(gate):
         again, second, rewarmed = served()
-    finally:
-        release.set()
-        held.result(timeout=60)
     assert rewarmed.sentences == warmed.sentences and second.embedded == []
     assert not again.ask(questions()[0]).abstained and second.embedded == []
     gate.close()
@@ -228,15 +212,10 @@ def test_kept_vectors_are_read_back_while_the_missing_ones_wait_for_a_core(
 
     answerer.remember = remember  # type: ignore[attr-defined]
     warmup = Warmup(gate, limit=40_000)
-    release = threading.Event()
-    held = gate.submit(release.wait)
-    try:
+    with held(gate) as release:
         warmup.start(restarted)
         wait_for(lambda: len(remembered) == total - 5, what="the kept vectors read back")
         assert not release.wait(0.3) and warmup.running and counting.embedded == []
-    finally:
-        release.set()
-        held.result(timeout=60)
     wait_for(lambda: not warmup.running, what="the five missing ones embedded")
     assert len(counting.embedded) == 5 and warmup.sentences == total
     gate.close()
