@@ -290,11 +290,14 @@ class ReadyOut(BaseModel):
     answerer: str = Field(description="The default answerer.")
     warming_sentences: bool = Field(
         False,
-        description="The answerer is embedding the index's sentences ahead of questions, in "
-        "the background while no request runs (setting warm_sentences).",
+        description="The answerer's sentence vectors are being made ahead of questions: read "
+        "back from beside the index, the rest embedded while no request runs (setting "
+        "warm_sentences).",
     )
     warmed_sentences: int = Field(
-        0, description="Sentences that warm-up embedded for the index served now, once done."
+        0,
+        description="Sentence vectors that warm-up read back or embedded for the index served "
+        "now, once it is done.",
     )
 
 
