@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ import numpy as np
 import pytest
 
 from qa.answering.extractive.answerer import ExtractiveAnswerer
-from qa.answering.extractive.sentences import sentences_of
 from qa.config import Settings
 from qa.embedding.cache import SENTENCES_FILE, cache_dir_for
 from qa.pipeline import Pipeline
@@ -23,7 +23,6 @@ from qa.server.admission import Gate
 from qa.server.app import create_app
 from qa.server.warmup import Warmup
 from qa.stores import open_store
-from qa.types import Chunk, Passage
 from tests.conftest import DEMO_QUESTIONS
 from tests.server_utils import LiveServer, held, wait_for
 
@@ -61,50 +60,74 @@ def fresh(demo_pipeline: Pipeline) -> tuple[Pipeline, Counting]:
     return pipeline, counting
 
 
-def test_after_warm_up_an_answer_embeds_no_sentence(fresh: tuple[Pipeline, Counting]) -> None:
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    """One worker, as on a one-core machine: holding it makes the server busy."""
+    one = Gate(workers=1, queue_limit=4, retry_after=1)
+    yield one
+    one.close()
+
+
+def warmed(gate: Gate, pipeline: Pipeline, limit: int = 40_000) -> Warmup:
+    """A warm-up of `pipeline`, run to its end."""
+    warmup = Warmup(gate, limit=limit)
+    warmup.start(pipeline)
+    wait_for(lambda: not warmup.running, what="warm-up to finish")
+    return warmup
+
+
+def test_after_warm_up_an_answer_embeds_no_sentence(
+    gate: Gate, fresh: tuple[Pipeline, Counting]
+) -> None:
     pipeline, counting = fresh
-    answerer = pipeline.answerer()
-    assert isinstance(answerer, ExtractiveAnswerer)
-    done = answerer.warm(pipeline.store.chunks(), limit=10_000, go_on=lambda: True)
+    done = warmed(gate, pipeline).sentences
     assert done > pipeline.store.n_chunks  # several sentences a chunk, each embedded once
     assert len(counting.embedded) == len(set(counting.embedded)) == done
     counting.embedded.clear()
     answers = [pipeline.ask(q) for q in questions()]
     assert any(not a.abstained for a in answers)
     assert counting.embedded == []  # every quoted sentence's vector was made ahead
-    # A second warm-up of the same chunks finds nothing left to do.
-    assert answerer.warm(pipeline.store.chunks(), limit=10_000, go_on=lambda: True) == 0
-
-
-def test_warm_up_stops_when_told_and_at_its_limit(fresh: tuple[Pipeline, Counting]) -> None:
-    pipeline, counting = fresh
+    # Nothing is left to do for another warm-up of the same chunks.
     answerer = pipeline.answerer()
     assert isinstance(answerer, ExtractiveAnswerer)
-    asked: list[int] = []
-
-    def once() -> bool:
-        asked.append(1)
-        return len(asked) == 1
-
-    chunks = pipeline.store.chunks()
-
-    def text(chunk: Chunk) -> str:
-        return pipeline.store.document(chunk.doc_id).text
-
-    stopped = answerer.warm(chunks, limit=10_000, go_on=once)
-    assert 0 < stopped == len(counting.embedded) <= 8  # one encoder call, then it stopped
-    limited = answerer.warm(chunks, limit=20, go_on=lambda: True)
-    # It stops at the first chunk that would take the cache past the limit.
-    assert stopped + limited >= 20 > stopped
-    most = max(len(sentences_of([Passage(chunk=c, score=0.0, rank=1)], text)) for c in chunks)
-    assert stopped + limited < 20 + most
+    assert answerer.warm_texts(pipeline.store.chunks(), limit=10_000) == []
 
 
-def test_warm_up_waits_while_a_request_holds_every_worker(
+def test_warm_texts_stop_at_the_limit_counting_the_vectors_kept(
     fresh: tuple[Pipeline, Counting],
 ) -> None:
     pipeline, counting = fresh
-    gate = Gate(workers=1, queue_limit=4, retry_after=1)
+    answerer = pipeline.answerer()
+    assert isinstance(answerer, ExtractiveAnswerer)
+    chunks = pipeline.store.chunks()
+    first = answerer.warm_texts(chunks, limit=20)
+    assert len(first) == len(set(first)) == 20 and counting.embedded == []
+    answerer.remember(first[:8], counting.embed_documents(first[:8]))
+    assert answerer.warm_texts(chunks, limit=20) == first[8:]  # room for 12 more
+    assert answerer.warm_texts(chunks, limit=8) == []
+
+
+def test_a_stopped_warm_up_ends_after_the_call_under_way(
+    gate: Gate, fresh: tuple[Pipeline, Counting]
+) -> None:
+    pipeline, counting = fresh
+    answerer = pipeline.answerer()
+    assert isinstance(answerer, ExtractiveAnswerer)
+    total = len(answerer.warm_texts(pipeline.store.chunks(), limit=40_000))
+    warmup = Warmup(gate, limit=40_000)
+    warmup.start(pipeline)
+    wait_for(lambda: counting.embedded, what="the first encoder call")
+    warmup.stop()  # returns once the call under way is done
+    stopped_at = len(counting.embedded)
+    time.sleep(0.3)
+    assert len(counting.embedded) == stopped_at < total  # no call after the stop
+    assert warmup.sentences == 0  # a stopped run reports nothing
+
+
+def test_warm_up_waits_while_a_request_holds_every_worker(
+    gate: Gate, fresh: tuple[Pipeline, Counting]
+) -> None:
+    pipeline, counting = fresh
     warmup = Warmup(gate, limit=40_000)
     with held(gate) as release:
         warmup.start(pipeline)
@@ -113,14 +136,12 @@ def test_warm_up_waits_while_a_request_holds_every_worker(
         assert counting.embedded == []  # ... and no sentence embedded meanwhile
     wait_for(lambda: not warmup.running, what="warm-up to finish once the worker is free")
     assert warmup.sentences == len(counting.embedded) > pipeline.store.n_chunks
-    gate.close()
 
 
 def test_a_swap_stops_the_old_run_and_warms_the_new_index(
-    fresh: tuple[Pipeline, Counting],
+    gate: Gate, fresh: tuple[Pipeline, Counting]
 ) -> None:
     pipeline, counting = fresh
-    gate = Gate(workers=1, queue_limit=4, retry_after=1)
     warmup = Warmup(gate, limit=40_000)
     with held(gate):
         warmup.start(pipeline)
@@ -128,18 +149,15 @@ def test_a_swap_stops_the_old_run_and_warms_the_new_index(
         warmup.start(again)  # the first run is stopped before it embedded anything
     wait_for(lambda: not warmup.running, what="the second warm-up to finish")
     assert warmup.sentences == len(counting.embedded) == len(set(counting.embedded))
-    gate.close()
 
 
-def test_warm_up_off_and_too_many_chunks(fresh: tuple[Pipeline, Counting]) -> None:
+def test_warm_up_off_and_too_many_chunks(gate: Gate, fresh: tuple[Pipeline, Counting]) -> None:
     pipeline, counting = fresh
-    gate = Gate(workers=1, queue_limit=4, retry_after=1)
     for limit in (0, pipeline.store.n_chunks - 1):
         warmup = Warmup(gate, limit=limit)
         warmup.start(pipeline)
         assert not warmup.running and warmup.sentences == 0
     assert counting.embedded == []
-    gate.close()
 
 
 def test_readyz_reports_the_warm_up_of_a_served_index(fresh: tuple[Pipeline, Counting]) -> None:
@@ -160,48 +178,43 @@ def test_readyz_reports_the_warm_up_of_a_served_index(fresh: tuple[Pipeline, Cou
         assert counting.embedded == []
 
 
-def test_a_restart_reads_the_sentence_vectors_from_disk(
-    demo_settings: Settings, demo_pipeline: Pipeline, tmp_path: Path
-) -> None:
+@pytest.fixture
+def copied(demo_settings: Settings, tmp_path: Path) -> Settings:
+    """Settings of a copy of the demo index, with nothing kept beside it yet."""
     shutil.copytree(demo_settings.index_dir, tmp_path / "index")
-    settings = demo_settings.model_copy(update={"index_dir": tmp_path / "index"})
-    gate = Gate(workers=1, queue_limit=4, retry_after=1)
+    return demo_settings.model_copy(update={"index_dir": tmp_path / "index"})
 
-    def served() -> tuple[Pipeline, Counting, Warmup]:
-        counting = Counting(demo_pipeline.embedder)
-        pipeline = Pipeline(settings, store=open_store(settings), embedder=counting)  # type: ignore[arg-type]
-        warmup = Warmup(gate, limit=40_000)
-        warmup.start(pipeline)
-        wait_for(lambda: not warmup.running, what="warm-up to finish")
-        return pipeline, counting, warmup
 
-    _, first, warmed = served()
-    assert warmed.sentences == len(first.embedded) > demo_pipeline.store.n_chunks
-    assert (cache_dir_for(settings.index_dir) / SENTENCES_FILE).is_file()
-    # A restart (a new process would hold nothing either) reads them back, even while a
-    # request holds the only worker: only the encoder waits for an idle core.
+def served(settings: Settings, demo_pipeline: Pipeline) -> tuple[Pipeline, Counting]:
+    """A pipeline as a new server process has it: no sentence vector in memory."""
+    counting = Counting(demo_pipeline.embedder)
+    pipeline = Pipeline(settings, store=open_store(settings), embedder=counting)  # type: ignore[arg-type]
+    return pipeline, counting
+
+
+def test_a_restart_reads_the_sentence_vectors_from_disk(
+    gate: Gate, copied: Settings, demo_pipeline: Pipeline
+) -> None:
+    first, counting = served(copied, demo_pipeline)
+    done = warmed(gate, first).sentences
+    assert done == len(counting.embedded) > demo_pipeline.store.n_chunks
+    assert (cache_dir_for(copied.index_dir) / SENTENCES_FILE).is_file()
+    # A restart reads them back, even while a request holds the only worker: only the
+    # encoder waits for an idle core.
+    again, counting = served(copied, demo_pipeline)
     with held(gate):
-        again, second, rewarmed = served()
-    assert rewarmed.sentences == warmed.sentences and second.embedded == []
-    assert not again.ask(questions()[0]).abstained and second.embedded == []
-    gate.close()
+        assert warmed(gate, again).sentences == done
+    assert counting.embedded == []
+    assert not again.ask(questions()[0]).abstained and counting.embedded == []
 
 
 def test_kept_vectors_are_read_back_while_the_missing_ones_wait_for_a_core(
-    demo_settings: Settings, demo_pipeline: Pipeline, tmp_path: Path
+    gate: Gate, copied: Settings, demo_pipeline: Pipeline
 ) -> None:
-    shutil.copytree(demo_settings.index_dir, tmp_path / "index")
-    settings = demo_settings.model_copy(update={"index_dir": tmp_path / "index"})
-    gate = Gate(workers=1, queue_limit=4, retry_after=1)
-    store = open_store(settings)
-    first = Warmup(gate, limit=40_000)
-    first.start(Pipeline(settings, store=store, embedder=demo_pipeline.embedder))
-    wait_for(lambda: not first.running, what="the first warm-up")
-    total = first.sentences
-    with sqlite3.connect(cache_dir_for(settings.index_dir) / SENTENCES_FILE) as db:
+    total = warmed(gate, served(copied, demo_pipeline)[0]).sentences
+    with sqlite3.connect(cache_dir_for(copied.index_dir) / SENTENCES_FILE) as db:
         db.execute("DELETE FROM vectors WHERE hash IN (SELECT hash FROM vectors LIMIT 5)")
-    counting = Counting(demo_pipeline.embedder)
-    restarted = Pipeline(settings, store=store, embedder=counting)  # type: ignore[arg-type]
+    restarted, counting = served(copied, demo_pipeline)
     answerer = restarted.answerer()
     remembered: list[str] = []
     keep = answerer.remember  # type: ignore[attr-defined]
@@ -218,4 +231,3 @@ def test_kept_vectors_are_read_back_while_the_missing_ones_wait_for_a_core(
         assert not release.wait(0.3) and warmup.running and counting.embedded == []
     wait_for(lambda: not warmup.running, what="the five missing ones embedded")
     assert len(counting.embedded) == 5 and warmup.sentences == total
-    gate.close()

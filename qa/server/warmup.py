@@ -52,7 +52,6 @@ class Warmup:
     """Makes the sentence vectors of the pipeline being served, in the background."""
 
     def __init__(self, gate: Gate, limit: int) -> None:
-        self.gate = gate
         self.limit = limit
         self.sentences = 0  # read back or embedded by the current run, once it is done
         self.running = False

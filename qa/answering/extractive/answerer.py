@@ -94,8 +94,6 @@ CONFIDENCE_WEIGHTS = (
 )
 _CACHE_SIZE = 50_000
 _DOCUMENTS_CACHED = 64
-# Sentences per encoder call of `warm`: ~0.1 s a call.
-_WARM_TEXTS = 8
 
 
 class ExtractiveAnswerer:
@@ -165,16 +163,6 @@ class ExtractiveAnswerer:
                 self._vectors[text] = vec
             while len(self._vectors) > _CACHE_SIZE:
                 self._vectors.popitem(last=False)
-
-    def warm(self, chunks: Iterable[Chunk], *, limit: int, go_on: Callable[[], bool]) -> int:
-        """Embed `warm_texts` here, one encoder call at a time while `go_on()`; how many."""
-        texts = self.warm_texts(chunks, limit=limit)
-        for i in range(0, len(texts), _WARM_TEXTS):
-            if not go_on():
-                return i
-            batch = texts[i : i + _WARM_TEXTS]
-            self.remember(batch, self.embedder.embed_documents(batch))
-        return len(texts)
 
     # -- the answer ------------------------------------------------------------------------
 
