@@ -1,5 +1,8 @@
 """Settings: the one place that reads the environment (prefix `QA_`, or a `.env` file).
 
+The `.env` file is the working directory's unless `QA_ENV_FILE` names another; set empty, no
+file is read (the test suite sets it so, so a developer's `.env` cannot reach a test).
+
 Built once at the edge (CLI, server start-up) and passed down as an object. CLI options
 mirror these fields one to one (`--chunk-tokens` <-> `QA_CHUNK_TOKENS` <-> `chunk_tokens`).
 """
@@ -33,6 +36,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="QA_", env_file=".env", extra="forbid", frozen=True
     )
+
+    def __init__(self, **values: Any) -> None:
+        # An explicit `_env_file` (None included) wins over QA_ENV_FILE.
+        values.setdefault("_env_file", env_file())
+        super().__init__(**values)
 
     # Where things are.
     corpus_dir: Path = Path("corpus")
@@ -162,12 +170,19 @@ class Settings(BaseSettings):
         return self
 
 
+def env_file() -> str | None:
+    """The `.env`-style file Settings reads: QA_ENV_FILE when set (empty: none), else `.env`."""
+    named = os.environ.get("QA_ENV_FILE")
+    return ".env" if named is None else named or None
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings from the environment plus explicit overrides (None values are ignored).
+    """Build Settings from the environment plus explicit overrides (None values are ignored,
+    except `_env_file=None`, which reads no `.env` file).
 
     Validation problems become a ConfigError naming the field and the fix.
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in overrides.items() if v is not None or k == "_env_file"}
     try:
         return Settings(**given)
     except ValidationError as exc:

@@ -26,7 +26,29 @@ export HF_HUB_OFFLINE=1
 .venv/bin/ruff check qa tests bench
 .venv/bin/ruff format --check qa tests bench
 .venv/bin/mypy qa
-.venv/bin/pytest -q "$@"
+
+# The suite writes only into temp folders: a file that appears during it in the repository
+# (ignored ones included) or in the user's cache or config folder fails the run. Not counted:
+# what running tests makes by design (pytest's cache, bytecode, the screenshots kept in
+# tests/artifacts), the venv, and pip's own cache.
+outside_files() {
+  git ls-files --others --exclude=/.venv/ --exclude=/.pytest_cache/ --exclude=__pycache__/ \
+    --exclude=/tests/artifacts/ | sed "s|^|$PWD/|"
+  local dir
+  for dir in "${XDG_CACHE_HOME:-$HOME/.cache}" "${XDG_CONFIG_HOME:-$HOME/.config}"; do
+    if [ -d "$dir" ]; then find "$dir" -path "$dir/pip" -prune -o ! -type d -print; fi
+  done
+}
+before=$(outside_files | sort)
+status=0
+.venv/bin/pytest -q "$@" || status=$?
+written=$(comm -13 <(echo "$before") <(outside_files | sort))
+if [ -n "$written" ]; then
+  echo "The tests wrote outside their temp folders (use tmp_path):" >&2
+  echo "$written" >&2
+  status=1
+fi
+[ "$status" = 0 ] || exit "$status"
 
 # Quality gate on our own demo question set: thresholds just under what the product reaches
 # (see bench/DEMO_QUESTIONS.md); a regression fails the build.

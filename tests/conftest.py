@@ -21,15 +21,23 @@ DEMO_DOC_ID = "china-blockchain-policy-2017-2019.txt"
 DEMO_QUESTIONS = ROOT / "bench" / "demo_questions.jsonl"
 DATA = ROOT / "tests" / "data"  # every record a test reads; see tests/data/README.md
 
-# Tests see only the settings they pass; a developer's QA_* variables must not leak in.
+# Tests see only the settings they pass; a developer's QA_* variables and .env file must not
+# leak in (QA_ENV_FILE empty: Settings reads no .env, here and in every `qa` subprocess).
 for _name in [n for n in os.environ if n.startswith("QA_")]:
     del os.environ[_name]
+os.environ["QA_ENV_FILE"] = ""
 os.environ["HF_HUB_OFFLINE"] = "1"
-# Exported encoder files go to one folder for this run, not the developer's ~/.cache: made
-# once and shared by every test's index (and `qa serve` subprocess), as on a user's machine.
-_MODELS = tempfile.mkdtemp(prefix="qa-test-models-")
-os.environ["QA_MODEL_CACHE_DIR"] = _MODELS
-atexit.register(shutil.rmtree, _MODELS, ignore_errors=True)
+# What the run writes outside tmp_path goes to one temp folder, never the repository or the
+# developer's ~/.cache (scripts/test.sh checks): exported encoder files, made once and shared
+# by every test's index (and `qa serve` subprocess) as on a user's machine; Hypothesis's
+# example database and Unicode tables (else .hypothesis/ in the working directory).
+_RUN = tempfile.mkdtemp(prefix="qa-test-run-")
+atexit.register(shutil.rmtree, _RUN, ignore_errors=True)
+os.environ["QA_MODEL_CACHE_DIR"] = os.path.join(_RUN, "models")
+os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(_RUN, "hypothesis")
+# onnxruntime (1.29+) keeps a device id in ~/.cache/Microsoft and uploads usage telemetry
+# unless told not to: no test writes there or reaches the network.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 
 @pytest.fixture(scope="session")

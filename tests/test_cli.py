@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DEMO_CORPUS, ROOT
 
 
@@ -92,3 +94,25 @@ def test_bad_setting_names_the_field(tmp_path: Path) -> None:
     out = run_qa("index", "--chunk-tokens", "50", "--chunk-overlap", "60", "--index", str(tmp_path))
     assert out.returncode == 1
     assert "chunk_overlap (60) must be smaller than chunk_tokens (50)" in out.stderr
+
+
+def test_a_env_file_is_read_only_where_qa_env_file_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The suite sets QA_ENV_FILE empty (tests/conftest.py): a developer's .env in the working
+    folder reaches neither a `qa` process nor `main([...])`; named, the file is read."""
+    from qa.cli import main
+
+    (tmp_path / ".env").write_text("QA_BOGUS=1\n", encoding="utf-8")
+    args = ["search", "anything", "--index", str(tmp_path / "nothing")]
+    refused = "Invalid settings: qa_bogus: Extra inputs are not permitted"
+    out = run_qa(*args, cwd=tmp_path)
+    assert out.returncode == 1 and "No index at" in out.stderr, out.stderr
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 1
+    assert "No index at" in capsys.readouterr().err
+    named = run_qa(*args, cwd=tmp_path, env={"QA_ENV_FILE": str(tmp_path / ".env")})
+    assert named.returncode == 1 and refused in named.stderr, named.stderr
+    monkeypatch.setenv("QA_ENV_FILE", ".env")
+    assert main(args) == 1
+    assert refused in capsys.readouterr().err

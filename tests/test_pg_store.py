@@ -77,8 +77,9 @@ def _qa(*args: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    return {**env, "HF_HUB_OFFLINE": "1"}
+    # The conftest's QA_* variables (the run's model folder, no .env) go along; the developer's
+    # were removed when the suite started.
+    return {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def _cli_settings(s: Settings) -> list[str]:
@@ -464,7 +465,8 @@ def test_migrate_faiss_index_without_reembedding(
     from qa.stores.faiss.store import FaissStore
     from qa.stores.postgres.store import PostgresStore
 
-    settings = _settings(pg, Path(demo_settings.corpus_dir))
+    # The repository's corpus, read only: the index (and its embedding cache beside it) is ours.
+    settings = _settings(pg, Path(demo_settings.corpus_dir), index_dir=tmp_path / "index")
     done = subprocess.run(
         _qa("migrate", str(demo_settings.index_dir), *_cli_settings(settings)),
         env=_env(),
