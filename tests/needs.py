@@ -21,8 +21,9 @@ import pytest
 
 
 def in_ci() -> bool:
-    """True under CI (CI=true), where a missing installable dependency must fail, not skip."""
-    return os.environ.get("CI", "").strip().lower() == "true"
+    """True under CI (CI=1, true or yes, any case), where a missing installable dependency must
+    fail, not skip."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def dependency(present: bool, what: str) -> None:

@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 from tests.needs import cpu_feature, dependency
 
 
-@pytest.mark.parametrize("ci", ["true", "TRUE"])
+@pytest.mark.parametrize("ci", ["true", "TRUE", "1", "yes", "Yes", " true\n"])
 def test_a_missing_dependency_fails_under_ci(monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
     monkeypatch.setenv("CI", ci)
     with pytest.raises(pytest.fail.Exception, match=r"missing dependency under CI: chromium \("):
@@ -25,7 +25,7 @@ def _ci(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
         monkeypatch.setenv("CI", value)
 
 
-@pytest.mark.parametrize("ci", [None, "", "false"])
+@pytest.mark.parametrize("ci", [None, "", "false", "0", "no", "truthy"])
 def test_a_missing_dependency_skips_elsewhere(
     monkeypatch: pytest.MonkeyPatch, ci: str | None
 ) -> None:
