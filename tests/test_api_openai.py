@@ -274,3 +274,148 @@ def test_not_ready_is_503_in_openai_shape(demo_settings: Settings) -> None:
         assert caught.value.status_code == 503
         assert caught.value.body["message"] == LOADING
         assert caught.value.response.headers["retry-after"] == "5"
+
+
+# -- what else OpenAI's reference puts on a completion ---------------------------------------
+
+
+def expected_usage(demo_settings: Settings, messages: list[str], qa: dict[str, Any]) -> Any:
+    """`usage` counted as the server must: the index's tiktoken encoding, messages + passages
+    read for the prompt, the answer text for the completion."""
+    from qa.ingest.tokens import count_tokens, get_encoding
+
+    encoding = get_encoding(demo_settings.encoding)
+    prompt = sum(count_tokens(m, encoding) for m in messages)
+    prompt += sum(count_tokens(p["text"], encoding) for p in qa["passages"])
+    completion = count_tokens(qa["answer"], encoding)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def test_completion_carries_usage_and_the_reference_fields(
+    live: LiveServer, demo_settings: Settings
+) -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        *HISTORY,
+        {"role": "user", "content": QUESTION},
+    ]
+    body = {"model": "qa-extractive", "messages": messages}
+    r = httpx.post(f"{live.url}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    completion = r.json()
+    assert (completion["system_fingerprint"], completion["service_tier"]) == (None, None)
+    assert completion["choices"][0]["message"]["annotations"] == []
+    texts = [m["content"] for m in messages]
+    assert completion["usage"] == expected_usage(demo_settings, texts, completion["qa"])
+    assert completion["usage"]["completion_tokens"] > 5
+    # The abstention is an answer too: it has its usage.
+    unanswerable = {
+        "model": "qa-extractive",
+        "messages": [{"role": "user", "content": UNANSWERABLE}],
+    }
+    abstained = httpx.post(f"{live.url}/v1/chat/completions", json=unanswerable, timeout=60).json()
+    assert abstained["qa"]["abstained"] is True
+    assert abstained["usage"] == expected_usage(demo_settings, [UNANSWERABLE], abstained["qa"])
+
+
+def test_the_official_client_reads_usage(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="qa-extractive", messages=[{"role": "user", "content": QUESTION}]
+    )
+    assert completion.usage is not None
+    usage = completion.usage
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens > 0
+
+
+def test_stream_with_include_usage_ends_with_a_usage_chunk(
+    client: openai.OpenAI, demo_settings: Settings
+) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="qa-extractive",
+            messages=[{"role": "user", "content": QUESTION}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    *answer_chunks, last = chunks
+    assert last.choices == [] and last.usage is not None
+    assert [c.usage for c in answer_chunks] == [None] * len(answer_chunks)
+    assert {(c.system_fingerprint, c.service_tier) for c in chunks} == {(None, None)}
+    qa = (answer_chunks[-1].model_extra or {})["qa"]
+    assert answer_chunks[-1].choices[0].finish_reason == "stop"
+    assert last.usage.model_dump(
+        include={"prompt_tokens", "completion_tokens", "total_tokens"}
+    ) == (expected_usage(demo_settings, [QUESTION], qa))
+
+
+def test_stream_without_include_usage_has_no_usage(live: LiveServer) -> None:
+    body = {"model": "qa-extractive", "messages": [{"role": "user", "content": QUESTION}]}
+    r = httpx.post(f"{live.url}/v1/chat/completions", json={**body, "stream": True}, timeout=60)
+    chunks = [json.loads(e.removeprefix("data: ")) for e in r.text.split("\n\n")[:-2] if e]
+    assert chunks and all("usage" not in c and c["choices"] for c in chunks)
+    assert {(c["system_fingerprint"], c["service_tier"]) for c in chunks} == {(None, None)}
+
+
+def test_options_qa_does_not_use_are_accepted(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="qa-extractive",
+        messages=[{"role": "user", "content": QUESTION}],
+        temperature=0.2,
+        top_p=0.9,
+        max_tokens=50,
+        max_completion_tokens=50,
+        n=1,
+        user="someone",
+        seed=7,
+        presence_penalty=0.1,
+        frequency_penalty=0.1,
+        stop=["\n\n"],
+        logit_bias={"50256": -100},
+        metadata={"team": "docs"},
+        stream_options=None,
+    )
+    assert GOLD in (completion.choices[0].message.content or "")
+
+
+@pytest.mark.parametrize("n", [2, 0])
+def test_more_than_one_choice_is_a_clear_bad_request(client: openai.OpenAI, n: int) -> None:
+    openai = _openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="qa-extractive", messages=[{"role": "user", "content": QUESTION}], n=n
+        )
+    error = caught.value
+    assert error.body["message"] == (
+        f"Invalid request: n: n={n} is not supported: qa gives one answer per question. "
+        "Send n=1 or leave n out."
+    )
+    assert (error.status_code, error.type, error.param) == (400, "invalid_request_error", "n")
+
+
+def test_an_llm_servers_own_counts_are_the_usage(
+    demo_settings: Settings, demo_pipeline: Pipeline
+) -> None:
+    from tests.test_openai_chat import USAGE, counting_llm, serve
+
+    with serve(counting_llm) as llm_url:
+        settings = demo_settings.model_copy(update={"llm_base_url": llm_url})
+        pipeline = Pipeline(settings, store=demo_pipeline.store, embedder=demo_pipeline.embedder)
+        with LiveServer(create_app(settings, pipeline=pipeline)) as server:
+            client = client_for(server.url)
+            messages: Any = [{"role": "user", "content": QUESTION}]
+            completion = client.chat.completions.create(model="qa-openai-chat", messages=messages)
+            assert completion.usage is not None
+            assert completion.usage.model_dump(exclude_none=True) == USAGE
+            stream = client.chat.completions.create(
+                model="qa-openai-chat",
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            last = list(stream)[-1]
+            assert last.usage is not None and last.usage.model_dump(exclude_none=True) == USAGE

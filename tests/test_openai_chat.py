@@ -7,6 +7,7 @@ server, a 401 echoing the request headers) and a closed port.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from qa.answering.grounding import normalise_markers
-from qa.answering.llm import ChatClient
+from qa.answering.llm import ChatClient, TokenUsage, metered
 from qa.answering.openai_chat import DESCRIPTION, OpenAIChatAnswerer, is_abstention
 from qa.answering.prompts import ABSTAIN_PHRASE
 from qa.answering.registry import Resources, available_answerers, create_answerer
@@ -149,11 +150,19 @@ def test_stream_yields_deltas_then_the_final_answer(llm_server: str) -> None:  #
         chat = answerer(url)
         items = list(chat.stream("What did Huangpu launch?", PASSAGES))
     assert seen[0]["body"]["stream"] is True
+    assert seen[0]["body"]["stream_options"] == {"include_usage": True}  # the server's counts
     *deltas, final = items
     assert isinstance(final, Answer)
     assert len(deltas) >= 2 and all(isinstance(d, str) and d for d in deltas)
     assert final == chat.finish("What did Huangpu launch?", "".join(deltas), PASSAGES)
     assert_answer_contract(final, PASSAGES)
+
+
+def test_the_real_servers_token_counts_reach_the_meter(llm_server: str) -> None:  # noqa: F811
+    chat = answerer(llm_server)
+    meter = metered()
+    chat.answer("What did Huangpu launch?", PASSAGES)
+    assert meter.calls == 1 and meter.prompt_tokens > 50 and 0 < meter.completion_tokens <= 48
 
 
 def test_rewrite_question_against_the_real_server(llm_server: str) -> None:  # noqa: F811
@@ -416,3 +425,38 @@ def test_pipeline_asks_a_follow_up_through_the_llm(llm_server: str, demo_setting
     assert shown and {c.n for c in final.citations} <= {p.rank for p in shown}
     document = pipeline.document(shown[0].chunk.doc_id)
     assert all(document.text[c.start : c.end] == c.quote for c in final.citations)
+
+
+# -- the server's token counts (`usage`) --------------------------------------------------------
+
+USAGE = {"prompt_tokens": 321, "completion_tokens": 12, "total_tokens": 333}
+REPLY = "Huangpu launched a blockchain fund in 2018 [1]."
+
+
+def counting_llm(h: BaseHTTPRequestHandler) -> None:
+    """An LLM server that reports `USAGE`, streamed (on a last chunk, as OpenAI does) or not."""
+    body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
+    if not body["stream"]:
+        message = {"role": "assistant", "content": REPLY}
+        payload = {"choices": [{"index": 0, "message": message}], "usage": USAGE}
+        reply(h, 200, json.dumps(payload).encode())
+        return
+    events = [{"choices": [{"index": 0, "delta": {"content": w}}]} for w in REPLY.split(" ")]
+    events.append({"choices": [], "usage": USAGE})
+    data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.end_headers()
+    h.wfile.write(data.encode())
+
+
+def test_the_meter_adds_up_what_the_server_reports_blocking_and_streamed() -> None:
+    with serve(counting_llm) as url:
+        chat = answerer(url)
+        meter = metered()
+        chat.answer("Q?", PASSAGES)
+        list(chat.stream("Q?", PASSAGES))
+        assert (meter.prompt_tokens, meter.completion_tokens, meter.calls) == (642, 24, 2)
+        # A call made in another context (another request) counts on its own meter, not this.
+        contextvars.Context().run(chat.answer, "Q?", PASSAGES)
+    assert meter == TokenUsage(642, 24, 2)

@@ -18,6 +18,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from qa.errors import BackendError, BackendTimeoutError
@@ -36,6 +38,43 @@ T = TypeVar("T")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BACKOFF_S = 0.5
 _MAX_BACKOFF_S = 8.0
+
+
+@dataclass
+class TokenUsage:
+    """Tokens the LLM server says it read and wrote for one request to qa (summed over calls)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0  # the server's replies that carried a `usage` object
+
+    def add(self, usage: object) -> None:
+        """Count an OpenAI `usage` object from a reply (anything else is ignored)."""
+        if not isinstance(usage, dict):
+            return
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int) and isinstance(completion, int):
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+            self.calls += 1
+
+
+# The meter of the request being answered, if its caller asked for one (`metered`). A context
+# variable, so worker threads that run the request in its context add to the right meter.
+_METER: ContextVar[TokenUsage | None] = ContextVar("qa_llm_usage", default=None)
+
+
+def metered() -> TokenUsage:
+    """A new meter that every LLM call made in this context (and copies of it) adds to."""
+    meter = TokenUsage()
+    _METER.set(meter)
+    return meter
+
+
+def _record(usage: object) -> None:
+    meter = _METER.get()
+    if meter is not None:
+        meter.add(usage)
 
 
 class _Retryable(Exception):
@@ -100,6 +139,8 @@ class ChatClient:
             "temperature": self.temperature,
             "max_tokens": max_tokens or self.max_tokens,
             "stream": stream,
+            # The server's own token counts on the last chunk (OpenAI, vLLM, Ollama, llama.cpp).
+            **({"stream_options": {"include_usage": True}} if stream else {}),
         }
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int | None = None) -> str:
@@ -110,7 +151,10 @@ class ChatClient:
             http = self._http()
             response = self._guard(lambda: http.post(self.url, json=body))
             self._check_status(response.status_code, response.text)
-            return _content_of(self._json(response.text))
+            payload = self._json(response.text)
+            content = _content_of(payload)
+            _record(payload.get("usage"))
+            return content
 
         return self._with_retries(attempt)
 
@@ -246,6 +290,8 @@ class ChatClient:
         if data == "[DONE]":
             return _DONE
         event = self._json(data)
+        if isinstance(event, dict) and event.get("usage"):
+            _record(event["usage"])
         if isinstance(event, dict) and event.get("error"):
             raise BackendError(
                 f"The LLM backend at {self.base_url} failed mid-stream: "

@@ -22,6 +22,7 @@ wait ~1 s rather than being refused. A queued job whose client went away is drop
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 import time
@@ -99,7 +100,10 @@ class Gate:
                 raise Overloaded(waiting, self.retry_after, wait_s)
             self._pending += 1
         try:
-            future = self._executor.submit(functools.partial(fn, *args, **kwargs))
+            # In the submitter's context, as asyncio.to_thread runs it: a request's context
+            # variables (the LLM token meter) reach the worker.
+            job = functools.partial(fn, *args, **kwargs)
+            future = self._executor.submit(contextvars.copy_context().run, job)
         except BaseException:
             self._done(None)
             raise

@@ -13,13 +13,15 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from qa import errors
+from qa.answering.llm import metered
 from qa.pipeline import StreamEvent
 from qa.server.models import AnswerOut
 from qa.server.openai_models import (
@@ -31,6 +33,7 @@ from qa.server.openai_models import (
     ModelsOut,
     OpenAIErrorOut,
 )
+from qa.server.openai_usage import UsageCounter
 from qa.server.state import Ready, Work, answer, cpu_bound
 from qa.server.streaming import event_stream, sse
 from qa.types import Answer
@@ -131,30 +134,54 @@ class Completion:
         return cls(id="chatcmpl-" + secrets.token_hex(12), created=int(time.time()), model=model)
 
     def head(self, kind: str) -> dict[str, Any]:
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+        # No fingerprint or service tier to report: null, which OpenAI's reference allows.
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "service_tier": None,
+        }
 
-    def body(self, answer: Answer) -> dict[str, Any]:
+    def body(self, answer: Answer, usage: dict[str, int]) -> dict[str, Any]:
         """The `chat.completion` JSON of an Answer."""
-        message = {"role": "assistant", "content": answer.answer, "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.answer,
+            "refusal": None,
+            "annotations": [],
+        }
         choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
-        return {**self.head("chat.completion"), "choices": [choice], "qa": answer.to_dict()}
+        return {
+            **self.head("chat.completion"),
+            "choices": [choice],
+            "usage": usage,
+            "qa": answer.to_dict(),
+        }
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChunkEncoder:
-    """Pipeline events as `chat.completion.chunk` events: the role, deltas, `stop` + `qa`."""
+    """Pipeline events as `chat.completion.chunk` events: the role, deltas, `stop` + `qa`, and
+    with `include_usage` a last chunk with `usage` and no choices (every other `usage` null)."""
 
     completion: Completion
+    counter: UsageCounter
+    include_usage: bool = False
+    _answer: Answer | None = field(default=None, init=False)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return {**self.completion.head("chat.completion.chunk"), "choices": [choice]}
+        chunk = {**self.completion.head("chat.completion.chunk"), "choices": [choice]}
+        return {**chunk, "usage": None} if self.include_usage else chunk
 
     def event(self, event: StreamEvent) -> bytes:
         if event.kind == "passages":  # retrieval is done: open the message as OpenAI does
             return sse(None, self._chunk({"role": "assistant", "content": ""}))
         if event.kind == "delta":
             return sse(None, self._chunk({"content": event.data}))
+        self._answer = event.data
         return sse(None, {**self._chunk({}, "stop"), "qa": event.data.to_dict()})
 
     def error(self, detail: str, status: int) -> bytes:
@@ -162,7 +189,12 @@ class ChunkEncoder:
         return sse(None, error_payload(status, detail))
 
     def end(self) -> bytes:
-        return b"data: [DONE]\n\n"
+        done = b"data: [DONE]\n\n"
+        if not self.include_usage or self._answer is None:  # a failed stream has no usage
+            return done
+        head = self.completion.head("chat.completion.chunk")
+        usage = self.counter.usage(self._answer)
+        return sse(None, {**head, "choices": [], "usage": usage}) + done
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -213,14 +245,18 @@ def openai_router(
         question, history = body.conversation()
         pipeline.check_question(question)  # invalid input is a 400, even when busy
         completion = Completion.new(body.model)
+        meter = metered()  # the LLM server's own counts, if one answers and reports them
+        texts = [m.text() for m in body.messages]
+        counter = await run_in_threadpool(
+            UsageCounter.load, pipeline.settings.encoding, texts, meter
+        )
         if not body.stream:
             result = await answer(gate, pipeline, question, history=history, answerer=answerer)
-            return completion.body(result)
+            return completion.body(result, counter.usage(result))
         events = pipeline.ask_stream(question, history=history, answerer=answerer)
         on_cpu = cpu_bound(pipeline, answerer)
-        return await event_stream(
-            events, status_for, ChunkEncoder(completion), gate, cpu_bound=on_cpu
-        )
+        encoder = ChunkEncoder(completion, counter, include_usage=body.include_usage())
+        return await event_stream(events, status_for, encoder, gate, cpu_bound=on_cpu)
 
     return router
 

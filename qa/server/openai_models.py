@@ -3,8 +3,9 @@
 Field names follow OpenAI's Chat Completions API, so its official clients and the chat
 front-ends built on them parse our answers unchanged. Our own data rides in one extra field,
 `qa`: the Answer JSON of POST /ask (citations with exact spans, `abstained`, passages).
-Requests accept and ignore OpenAI's other options (temperature, max_tokens, n, tools ...):
-the answerer decides how it answers, with one choice.
+Requests accept and ignore OpenAI's other options (temperature, max_tokens, user, tools ...):
+the answerer decides how it answers, with one choice (`n` above 1 is refused, not ignored: a
+client asking for several choices would otherwise wait for ones that never come).
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ class ChatMessageIn(BaseModel):
         return "\n".join(part.text for part in self.content)
 
 
+class StreamOptionsIn(BaseModel):
+    """OpenAI's `stream_options`."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    include_usage: bool | None = Field(
+        None, description="Send a last chunk with `usage` and no choices before `[DONE]`."
+    )
+
+
 class ChatCompletionIn(BaseModel):
     """A chat completion request: the last user message is the question."""
 
@@ -74,6 +85,22 @@ class ChatCompletionIn(BaseModel):
     stream: bool | None = Field(
         False, description="Send `chat.completion.chunk` events, ending with `data: [DONE]`."
     )
+    stream_options: StreamOptionsIn | None = None
+    n: int | None = Field(None, description="How many choices: 1 (qa gives one answer).")
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError(
+                f"n={value} is not supported: qa gives one answer per question. "
+                "Send n=1 or leave n out."
+            )
+        return value
+
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
     @field_validator("messages")
     @classmethod
@@ -119,6 +146,17 @@ class MessageOut(BaseModel):
     role: Literal["assistant"]
     content: str = Field(description="The answer text with its [n] citation markers.")
     refusal: None
+    annotations: list[Any] = Field(description="Always empty: the citations are in `qa`.")
+
+
+class UsageOut(BaseModel):
+    """Tokens of the request: the LLM server's counts, or the index's tiktoken encoding's."""
+
+    prompt_tokens: int = Field(
+        description="The LLM server's prompt, or the messages plus the passages read."
+    )
+    completion_tokens: int = Field(description="The answer text.")
+    total_tokens: int
 
 
 class ChoiceOut(BaseModel):
@@ -143,6 +181,9 @@ class ChatCompletionOut(BaseModel):
     created: int
     model: str
     choices: list[ChoiceOut]
+    usage: UsageOut
+    system_fingerprint: None
+    service_tier: None
     qa: AnswerOut = Field(description=_QA_FIELD)
 
 
@@ -159,13 +200,19 @@ class ChunkChoiceOut(BaseModel):
 
 
 class ChatCompletionChunkOut(BaseModel):
-    """One `chat.completion.chunk`: the role first, then text deltas, then `stop` with `qa`."""
+    """One `chat.completion.chunk`: the role first, then text deltas, then `stop` with `qa`;
+    with `stream_options.include_usage`, a last chunk with `usage` and no choices."""
 
     id: str
     object: Literal["chat.completion.chunk"]
     created: int
     model: str
     choices: list[ChunkChoiceOut]
+    system_fingerprint: None
+    service_tier: None
+    usage: UsageOut | None = Field(
+        None, description="With include_usage: null, except on the last chunk."
+    )
     qa: AnswerOut | None = Field(None, description="Only on the last chunk: " + _QA_FIELD)
 
 
