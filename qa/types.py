@@ -184,6 +184,9 @@ class Turn:
     content: str
 
 
+AnswerKind = Literal["answered", "closest", "abstained"]
+
+
 @dataclass(frozen=True)
 class Answer:
     """What an answerer returns; the pipeline fills in timings and the standalone question."""
@@ -200,6 +203,17 @@ class Answer:
     timings_ms: tuple[tuple[str, float], ...] = field(default=())
     # Every retrieval candidate with its scores, only when the caller asked to explain.
     candidates: tuple[Candidate, ...] = ()
+    # "answered"; "closest": the best passage found, which may not answer the question (shown
+    # as such, `abstained` stays false); "abstained". An abstention is always "abstained".
+    kind: AnswerKind = "answered"
+    # How sure the answerer is that the answer is right (0-1), when it can say.
+    confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.abstained and self.kind != "abstained":
+            object.__setattr__(self, "kind", "abstained")
+        elif self.kind == "abstained" and not self.abstained:
+            raise ValueError("kind 'abstained' needs abstained=True")
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -209,6 +223,8 @@ class Answer:
             "short_answer": self.short_answer,
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
+            "kind": self.kind,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
             "citations": [c.to_dict() for c in self.citations],
             "passages": [p.to_dict() for p in self.passages],
             "answerer": self.answerer,

@@ -42,8 +42,9 @@ MISSING_SDK = (
 )
 INSTRUCTIONS = (
     "Answers questions about one folder of documents. `ask` answers with [n] citations, each "
-    "an exact character span of a source document, or abstains; `search` returns the ranked "
-    "passages only; `get_document` returns a source text with a span highlighted."
+    "an exact character span of a source document, gives the closest passage found (kind "
+    "closest: it may not answer), or abstains; `search` returns the ranked passages only; "
+    "`get_document` returns a source text with a span highlighted."
 )
 
 Question = Annotated[str, Field(description="The question, in plain words; must not be blank.")]
@@ -121,6 +122,8 @@ def build_server(pipeline: Callable[[], Pipeline]) -> MCPServer[Any]:
         """Answer a question from the documents, citing passages as [n] with exact spans.
 
         `abstained` is true (and `answer` says so) when the documents do not support an answer.
+        `kind` is "answered", "abstained", or "closest": the closest passage found, which may
+        not answer the question (`answer` says so). `confidence` (0-1) is given when known.
         """
         turns = tuple(t.to_turn() for t in history or ())
         with _as_tool_error():

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from qa.types import Turn
+from qa.types import AnswerKind, Turn
 
 _DOC = "china-blockchain-policy-2017-2019.txt"
 _TITLE = "china-blockchain-policy-2017-2019"
@@ -37,6 +37,8 @@ _ANSWER_EXAMPLE: dict[str, Any] = {
     "short_answer": "January 10, 2019",
     "abstained": False,
     "abstain_reason": None,
+    "kind": "answered",
+    "confidence": 0.87,
     "citations": [
         {
             "n": 1,
@@ -205,6 +207,14 @@ class AnswerResult(BaseModel):
     short_answer: str | None
     abstained: bool
     abstain_reason: str | None
+    kind: AnswerKind = Field(
+        description='"answered"; "closest": the closest passage found, which may not answer the '
+        'question (`answer` says so; `abstained` is false); "abstained" whenever `abstained` is '
+        "true."
+    )
+    confidence: float | None = Field(
+        ge=0, le=1, description="How sure the answerer is that the answer is right (0-1), or null."
+    )
     citations: list[CitationOut]
     passages: list[PassageOut]
     answerer: str
@@ -288,6 +298,11 @@ class ReadyOut(BaseModel):
         description="Why that backend: `auto`'s choice and its reason, or the setting."
     )
     answerer: str = Field(description="The default answerer.")
+    verifier: str | None = Field(
+        None,
+        description="The version of the default answerer's trained answer verifier (its weights "
+        "and fitted combination), or null when it has none.",
+    )
     warming_sentences: bool = Field(
         False,
         description="The answerer's sentence vectors are being made ahead of questions: read "
