@@ -245,8 +245,8 @@ def test_report_shape_and_null_metrics() -> None:
     q2 = EvalQuestion("2", "q", gold_ids=("b",), type="y")
     report = evaluate([Outcome(q1, (p,)), Outcome(q2, (p,))], k=5)
     assert set(report) == {
-        "n", "retrieval", "answers", "citations", "abstention", "latency_ms", "by_type",
-        "failures", "recall_curve",
+        "n", "retrieval", "answers", "citations", "abstention", "kinds", "latency_ms",
+        "by_type", "failures", "recall_curve",
     }  # fmt: skip
     assert report["n"] == 2
     assert report["retrieval"]["hit@5"] == 0.5
@@ -257,6 +257,7 @@ def test_report_shape_and_null_metrics() -> None:
         "squad2_em": None, "squad2_f1": None, "n": 0,
     }  # fmt: skip
     assert set(report["abstention"].values()) == {None}
+    assert report["kinds"]["n"] == 0 and set(report["kinds"]["counts"].values()) == {None}
     assert report["latency_ms"] == {"p50": None, "p95": None}
     assert set(report["by_type"]) == {"x", "y"}
     assert report["by_type"]["y"]["retrieval"]["hit@5"] == 0.0

@@ -1,8 +1,9 @@
 """Regression gates of `qa eval`: `--min METRIC=VALUE` / `--max METRIC=VALUE` on report paths.
 
 A path is dotted into the report dict, e.g. `answers.contains_gold`, `retrieval.hit@5`,
-`latency_ms.p95`, `by_type.unanswerable.abstention.recall`. A metric that was not measured (null)
-fails its gate; an unknown path is a ConfigError listing the metric paths.
+`latency_ms.p95`, `kinds.unanswerable_answered`, `by_type.unanswerable.abstention.recall`. A
+metric that was not measured (null) fails its gate; an unknown path is a ConfigError listing the
+metric paths.
 """
 
 from __future__ import annotations

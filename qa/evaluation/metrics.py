@@ -1,4 +1,5 @@
-"""Pure evaluation metrics: ranking, SQuAD answer scores, citations, abstention, percentiles.
+"""Pure evaluation metrics: ranking, SQuAD answer scores, citations, abstention, the kinds of
+answer given, percentiles.
 
 Ranking metrics take `ranked` (ids best first, already deduplicated, e.g. document ids) and
 `relevant` (the set of relevant ids) and use binary relevance, as BEIR / pytrec_eval do:
@@ -139,6 +140,34 @@ def abstention_scores(pairs: Iterable[tuple[bool, bool]]) -> AbstentionScores:
     )
     rate = fp / answerable if answerable else None
     return AbstentionScores(precision, recall, f1, rate, tp, fp, fn, answerable)
+
+
+# -- kinds of answer ---------------------------------------------------------------------------
+
+KINDS = ("answered", "closest", "abstained")
+_GROUPS = ("", "answerable_", "unanswerable_")
+
+
+def kind_counts(pairs: Iterable[tuple[bool, str]]) -> dict[str, int]:
+    """How many answers were of each kind, from (should_abstain, kind) pairs, one per question:
+    overall (`closest`) and split by whether the question was answerable (`answerable_closest`,
+    `unanswerable_closest`).
+
+    >>> kind_counts([(False, "answered"), (True, "closest")])["unanswerable_closest"]
+    1
+    """
+    counts = dict.fromkeys((group + kind for group in _GROUPS for kind in KINDS), 0)
+    for should_abstain, kind in pairs:
+        counts[kind] += 1
+        counts[f"{'un' if should_abstain else ''}answerable_{kind}"] += 1
+    return counts
+
+
+def kind_shares(counts: dict[str, int]) -> dict[str, float | None]:
+    """Each count of `kind_counts` as a share of its group: all questions, the answerable ones,
+    or the unanswerable ones (None for an empty group)."""
+    totals = {group: sum(counts[group + kind] for kind in KINDS) for group in _GROUPS}
+    return {key: ratio(n, totals[key[: key.rfind("_") + 1]]) for key, n in counts.items()}
 
 
 # -- aggregation --------------------------------------------------------------------------------

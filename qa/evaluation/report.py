@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from qa.evaluation.scoring import Run
 
-_GROUPS = ("retrieval", "answers", "citations", "abstention", "latency_ms")
+_GROUPS = ("retrieval", "answers", "citations", "abstention", "kinds", "latency_ms")
 _NOT_METRICS = ("by_type", "failures", "recall_curve", "skipped_lines")
 _COLORS = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777")
 
@@ -56,22 +56,44 @@ def fmt(value: float | None, path: str = "") -> str:
         return "–"
     if path.startswith("latency_ms"):
         return f"{value:.1f}"
+    if path.startswith("kinds.counts."):
+        return f"{value:.0f}"
     return f"{value:.3f}"
 
 
 def _delta(value: float | None, base: float | None, path: str) -> str:
     if value is None or base is None:
         return ""
+    if path.startswith("kinds.counts."):
+        return f"{value - base:+.0f}"
     return f"{value - base:+.1f}" if path.startswith("latency_ms") else f"{value - base:+.3f}"
 
 
+# Kinds of answer whose share is better lower or higher; the others (the overall mix, a
+# closest passage on an answerable question, the mean confidence) are neither.
+_KINDS_LOWER = ("answerable_abstained", "unanswerable_answered", "unanswerable_closest")
+_KINDS_HIGHER = ("answerable_answered", "unanswerable_abstained")
+
+
+def _kind(path: str) -> str | None:
+    """The kind key of a `kinds.` path (`kinds.counts.closest` -> `closest`), else None."""
+    return path.rpartition(".")[2] if path.startswith("kinds.") else None
+
+
 def _lower_is_better(path: str) -> bool:
-    return path.startswith("latency_ms") or path.endswith("false_abstention_rate")
+    return (
+        path.startswith("latency_ms")
+        or path.endswith("false_abstention_rate")
+        or _kind(path) in _KINDS_LOWER
+    )
 
 
 def _change(delta: str, path: str) -> str:
-    """CSS class of a delta: "better", "worse", or "" when nothing changed."""
+    """CSS class of a delta: "better", "worse", or "" when nothing changed or neither applies."""
     if not delta or float(delta) == 0:
+        return ""
+    kind = _kind(path)
+    if kind is not None and kind not in _KINDS_LOWER + _KINDS_HIGHER:
         return ""
     return "better" if (delta.startswith("-") == _lower_is_better(path)) else "worse"
 
@@ -86,6 +108,7 @@ _TYPE_COLS = {
     "answers.contains_gold": "gold",
     "abstention.recall": "abst.R",
     "abstention.false_abstention_rate": "false abst.",
+    "kinds.closest": "closest",
 }
 
 
@@ -270,7 +293,8 @@ documents (or evidence) within the top k</figcaption></figure>{% endif %}
 {% if f.gold_ids %}gold documents: {{ f.gold_ids|join(', ') }}<br>{% endif %}
 {% if f.evidence %}evidence: {{ f.evidence|join(' | ') }}<br>{% endif %}
 first relevant at rank: {{ f.first_relevant_rank or 'not retrieved' }}</p>
-{% if f.answer is not none %}<p>answer{% if f.abstained %} (abstained){% endif %}:
+{% if f.answer is not none %}<p>answer ({{ f.kind }}{% if f.confidence is not none %},
+{{ '%.0f' % (f.confidence * 100) }}% confident{% endif %}):
 {{ f.answer }}{% if f.short_answer %}<br>short answer: {{ f.short_answer }}{% endif %}
 <br>cited: {{ f.citations|join(', ') if f.citations else 'nothing' }}</p>{% endif %}
 {% for p in f.retrieved %}<div class="passage{{ ' rel' if p.relevant }}">[{{ p.n }}]

@@ -1,10 +1,11 @@
 """`qa eval`: run a question set through the pipeline and report retrieval, answer, citation,
-abstention and latency metrics (definitions in `qa.evaluation.scoring`).
+abstention, kind-of-answer and latency metrics (definitions in `qa.evaluation.scoring`).
 
     qa eval QUESTIONS.jsonl [--index DIR] [--answerer NAME] [-k N] [--json OUT] [--report OUT]
     qa eval DATASET_DIR [--retrieval-only]      # a folder with corpus.jsonl + questions.jsonl
     qa eval SET --compare answerer=extractive answerer=openai-chat
     qa eval SET --min answers.contains_gold=0.9 --min abstention.recall=0.8   # CI gates
+    qa eval SET --max kinds.unanswerable_answered=0.1   # at most 10% of unanswerable answered
 
 `--json` keys retrieval metrics by the literal k (`hit@5`, `recall@5`); with `--compare` it
 writes `{"variants": [{"label", "overrides", ...report}, ...]}`. A failed gate exits with 1.

@@ -14,7 +14,13 @@ Definitions (a metric that does not apply to any question is None):
   `recall` = answered questions with a relevant passage among those shown whose citations
   include at least one relevant passage; `supported` = citations verified as supporting.
 - abstention: abstaining counts as predicting "unanswerable"; `false_abstention_rate` =
-  abstentions on answerable questions / answerable questions.
+  abstentions on answerable questions / answerable questions. Only kind "abstained" abstains:
+  a "closest" answer (the closest passage, shown as maybe not answering) does not.
+- kinds: the share of questions given each kind of answer, "answered", "closest" or
+  "abstained": over all answered questions (`kinds.closest`), over the answerable ones
+  (`kinds.answerable_closest`) and over the unanswerable ones (`kinds.unanswerable_answered`:
+  unanswerable questions given as answered); `kinds.counts` the same as numbers of questions;
+  `mean_confidence` over the answers that carry a confidence.
 - latency_ms: p50 / p95 of the total time per question, and per stage.
 """
 
@@ -197,7 +203,24 @@ def summarize(scores: Sequence[QuestionScore], *, k: int) -> dict[str, Any]:
             "f1": abst.f1,
             "false_abstention_rate": abst.false_abstention_rate if answered else None,
         },
+        "kinds": _kinds(scores),
         "latency_ms": _latency(scores),
+    }
+
+
+def _kinds(scores: Sequence[QuestionScore]) -> dict[str, Any]:
+    answers = [
+        (s.outcome.question.should_abstain, s.outcome.answer)
+        for s in scores
+        if s.outcome.answer is not None
+    ]
+    counts = m.kind_counts((should, a.kind) for should, a in answers)
+    return {
+        **m.kind_shares(counts),
+        "mean_confidence": m.mean(a.confidence for _, a in answers),
+        # Not measured, rather than zero, when nothing was answered (a retrieval-only run).
+        "counts": counts if answers else dict.fromkeys(counts),
+        "n": len(answers),
     }
 
 
@@ -223,6 +246,8 @@ def failure(score: QuestionScore, *, k: int) -> dict[str, Any]:
         "answer": None if answer is None else answer.answer,
         "short_answer": None if answer is None else answer.short_answer,
         "abstained": None if answer is None else answer.abstained,
+        "kind": None if answer is None else answer.kind,
+        "confidence": None if answer is None else answer.confidence,
         "citations": [] if answer is None else [c.n for c in answer.citations],
         "retrieved": [
             {
