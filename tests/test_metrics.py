@@ -89,6 +89,33 @@ def test_abstention_without_positives_is_null() -> None:
     assert (wrong.precision, wrong.recall, wrong.f1) == (0.0, 0.0, 0.0)
 
 
+def test_kind_counts_split_by_answerable() -> None:
+    # (should_abstain, kind): 4 answerable questions, 2 unanswerable.
+    pairs = [
+        (False, "answered"), (False, "answered"), (False, "closest"), (False, "abstained"),
+        (True, "closest"), (True, "abstained"),
+    ]  # fmt: skip
+    counts = m.kind_counts(pairs)
+    assert counts == {
+        "answered": 2, "closest": 2, "abstained": 2,
+        "answerable_answered": 2, "answerable_closest": 1, "answerable_abstained": 1,
+        "unanswerable_answered": 0, "unanswerable_closest": 1, "unanswerable_abstained": 1,
+    }  # fmt: skip
+    shares = m.kind_shares(counts)
+    assert shares == {
+        "answered": 2 / 6, "closest": 2 / 6, "abstained": 2 / 6,
+        "answerable_answered": 0.5, "answerable_closest": 0.25, "answerable_abstained": 0.25,
+        "unanswerable_answered": 0.0, "unanswerable_closest": 0.5, "unanswerable_abstained": 0.5,
+    }  # fmt: skip
+
+
+def test_kind_shares_of_an_empty_group_are_null() -> None:
+    shares = m.kind_shares(m.kind_counts([(False, "answered")]))
+    assert shares["answered"] == shares["answerable_answered"] == 1.0
+    assert shares["unanswerable_answered"] is None and shares["unanswerable_closest"] is None
+    assert set(m.kind_shares(m.kind_counts([])).values()) == {None}
+
+
 def test_percentile_interpolates_like_numpy() -> None:
     assert m.percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
     assert m.percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
