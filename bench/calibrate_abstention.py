@@ -1,23 +1,28 @@
-"""Fit the extractive answerer's abstention confidence and threshold; report held-out numbers.
+"""Fit the answer step's combiner (verifier + cheap features) and its two thresholds; report
+held-out numbers.
 
-    .venv/bin/python bench/calibrate_abstention.py [--out bench/out] [--top-k 5]
-        [--reuse-retrieval] [--reuse] [--shipped]
+    .venv/bin/python bench/calibrate_abstention.py [--verifier DIR] [--out bench/out]
+        [--reuse-retrieval] [--reuse] [--write]
 
-Indexes the SQuAD 2.0 dev subset, CLAPnq dev half A and the demo corpus (real chunker, MiniLM,
-FAISS + BM25) into `--out`, retrieves for every question with the shipped retrieval settings
-(hybrid by default; follow-ups rewritten with qa.answering.followup), and records the answerer's
-confidence features. The passages are saved, so `--reuse-retrieval` re-runs only the answerer
-(after a feature change) and `--reuse` only the fit. Split: SQuAD by article (fit: Normans,
-Southern_California, Sky_(United_Kingdom); held out: Computational_complexity_theory,
-Victoria_(Australia)); CLAPnq by a hash of the question id (fit: even crc32; held out: odd);
-the demo set is held out whole. A logistic regression predicts "the answer is right"
-(answerable, and the quoted sentences contain a gold answer for SQuAD/demo or quote a gold
-sentence for CLAPnq, whose answers are long-form); features whose weight would take the wrong
-sign (e.g. "a higher retrieval score lowers confidence") are dropped. It is fitted on the rows
-no guard rule decides; the threshold maximises the sum of the two fit sets' abstention F1,
-penalising more than 8% false abstention on the CLAPnq fit half. Prints the weights for
-qa/answering/extractive/answerer.py, the threshold for qa/config.py, and every number on the fit and
-held-out halves (only the held-out ones are results).
+Indexes five question sets with the shipped settings (real chunker, MiniLM, FAISS + BM25,
+hybrid retrieval, top 5) and records, per question, the extractive answerer's features with
+the trained verifier's reading of the best sentences:
+
+| set | role |
+| --- | --- |
+| SQuAD 2.0 dev: Harvard_University, Packet_switching, Force (`shared/train/`) | fit (unseen) |
+| CLAPnq dev A, crc32(id) % 4 == 2 | fit (never trained on) |
+| CLAPnq dev A, odd crc32(id) | held out: reported |
+| SQuAD 2.0 dev subset (`shared/eval/`, 5 articles) | held out: reported |
+| the demo set (`bench/demo_questions.jsonl`) | held out: reported |
+
+(CLAPnq's fold 0 trained the verifier and is left out here.) A logistic regression predicts
+"the quoted sentence answers the question" from the features, each feature's weight kept to
+its sensible sign (or dropped); the abstain threshold is the highest one whose false abstention
+on the fit rows stays within `--max-false-abstention`, and the answer threshold the lowest one
+at which at most `--max-unanswerable-answered` of the fit set's unanswerable questions are
+given as answered. Each guard rule is kept only when it improves the fit rows' abstention F1.
+`--write` saves the result as `combiner.json` beside the verifier.
 """
 
 from __future__ import annotations
@@ -37,63 +42,94 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answering.extractive.answerer import CONFIDENCE_WEIGHTS, FEATURES, ExtractiveAnswerer  # noqa: E402
+from qa.answering.extractive.answerer import ExtractiveAnswerer  # noqa: E402
 from qa.answering.followup import rewrite_followup  # noqa: E402
+from qa.answering.verifier import Verifier  # noqa: E402
 from qa.config import load_settings  # noqa: E402
 from qa.embedding.models import get_embedder  # noqa: E402
-from qa.evaluation.metrics import contains_gold, exact_match, percentile, token_f1  # noqa: E402
+from qa.evaluation.metrics import contains_gold, percentile, token_f1  # noqa: E402
 from qa.evaluation.questions import quotes_evidence  # noqa: E402
 from qa.ingest.build import build_index  # noqa: E402
+from qa.resources import VERIFIER_DIR  # noqa: E402
 from qa.retrieval.retriever import Retriever  # noqa: E402
 from qa.stores import open_store  # noqa: E402
 from qa.types import Chunk, Passage, Turn  # noqa: E402
 
-EVAL = ROOT.parent / "shared" / "eval"
-SQUAD = EVAL / "squad2-dev-subset"
-CLAPNQ = EVAL / "clapnq-dev-a"
+SHARED = ROOT.parent / "shared"
+SQUAD_TRAIN = SHARED / "train" / "squad2" / "dev-v2.0-labelled-half.json"
+SQUAD_FIT_ARTICLES = ("Harvard_University", "Packet_switching", "Force")
+SQUAD = SHARED / "eval" / "squad2-dev-subset"
+CLAPNQ = SHARED / "eval" / "clapnq-dev-a"
 DEMO = ROOT / "bench" / "demo_questions.jsonl"
-SQUAD_FIT = {"Normans", "Southern_California", "Sky_(United_Kingdom)"}
-CLAPNQ_WEIGHT = 3.0  # 150 fit rows against SQuAD's ~800: weight them so both sets shape the fit
+FEATURES = (
+    "bias", "verifier", "verifier_second", "top_score", "sentence_sim", "sentence_lex",
+    "context_lex", "cue", "missing", "context_sim", "word_cover", "key_cover", "margin",
+    "best_passage", "opposite",
+)  # fmt: skip
+# The direction each feature must push the confidence; a fit that flips one learned a quirk.
+SIGNS = {"verifier": 1, "verifier_second": 1, "top_score": 1, "sentence_sim": 1,
+         "sentence_lex": 1, "context_lex": 1, "cue": 1, "missing": -1, "context_sim": 1,
+         "word_cover": 1, "key_cover": 1, "margin": 1, "best_passage": 1,
+         "opposite": -1}  # fmt: skip
+GUARDS = {  # guard message prefix -> name
+    "The documents do not mention": "absent_name",
+    "The question asks about what is not so": "negation",
+    "No quoted sentence holds the": "answer_type",
+    "The quoted sentence gives": "date_clash",
+    "The matching sentence gives": "date_elsewhere",
+}
 
 
 @dataclasses.dataclass
 class Row:
     id: str
     set: str
-    fit: bool
+    role: str  # fit | heldout
     answerable: bool
     answers: list[str]
     features: dict[str, float]
     correct: bool
     short: str | None
     ms: float
-    guard: bool
-    kind: str | None = None
-    question: str = ""
-    quote: str = ""
+    guard: str | None
 
-    @property
     def x(self) -> list[float]:
-        return [self.features.get(f, 0.0) for f in FEATURES]
+        return [1.0 if f == "bias" else self.features.get(f, 0.0) for f in FEATURES]
 
 
-def _retrieve(name: str, questions: list[dict], corpus_dir: Path, out: Path, k: int, reuse: bool):  # type: ignore[no-untyped-def]
-    """Standalone questions and their passages (hybrid retrieval, the shipped settings);
-    saved to `out` so feature work can re-run the answerer without re-indexing."""
+def _squad_fit_set(out: Path) -> tuple[Path, list[dict]]:
+    """The fit articles as a corpus folder (a document per paragraph) and a question list."""
+    folder = out / "squadfit-corpus"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.loads(SQUAD_TRAIN.read_text())["data"]
+    docs, questions = [], []
+    for article in data:
+        if article["title"] not in SQUAD_FIT_ARTICLES:
+            continue
+        for i, p in enumerate(article["paragraphs"]):
+            doc_id = f"{article['title']}#{i}"
+            docs.append({"id": doc_id, "title": article["title"], "text": p["context"]})
+            for q in p["qas"]:
+                answers = [a["text"] for a in q["answers"]]
+                questions.append({"id": q["id"], "question": q["question"], "answers": answers,
+                                  "answerable": not q["is_impossible"],
+                                  "gold_ids": [doc_id]})  # fmt: skip
+    with (folder / "corpus.jsonl").open("w") as f:
+        f.writelines(json.dumps(d) + "\n" for d in docs)
+    return folder, questions
+
+
+def _retrieve(name: str, questions: list[dict], corpus_dir: Path, out: Path, reuse: bool):  # type: ignore[no-untyped-def]
     settings = load_settings(corpus_dir=corpus_dir, index_dir=out / f"{name}-index", _env_file=None)
     embedder = get_embedder(settings.embedding_model)
-    cache = out / f"retrieved-{name}-k{k}-{settings.retrieval}.json"
+    cache = out / f"retrieved-{name}-k{settings.top_k}-{settings.retrieval}.json"
     if reuse and cache.exists():
         saved = json.loads(cache.read_text())
-        return (
-            embedder,
-            open_store(settings),
-            saved["standalone"],
-            [
-                tuple(Passage(Chunk(**c), score, rank) for c, score, rank in ps)
-                for ps in saved["passages"]
-            ],
-        )
+        passages = [
+            tuple(Passage(Chunk(**c), score, rank) for c, score, rank in ps)
+            for ps in saved["passages"]
+        ]
+        return embedder, open_store(settings), saved["standalone"], passages
     build_index(settings, embedder=embedder)
     store = open_store(settings)
     retriever = Retriever(store, embedder, settings)
@@ -101,7 +137,7 @@ def _retrieve(name: str, questions: list[dict], corpus_dir: Path, out: Path, k: 
         rewrite_followup(q["question"], [Turn("user", h) for h in q.get("history", [])])
         for q in questions
     ]
-    retrieved = retriever.retrieve_many(standalone, k)
+    retrieved = retriever.retrieve_many(standalone, settings.top_k)
     cache.write_text(json.dumps({
         "standalone": standalone,
         "passages": [
@@ -111,76 +147,59 @@ def _retrieve(name: str, questions: list[dict], corpus_dir: Path, out: Path, k: 
     return embedder, store, standalone, retrieved
 
 
-def _rows(
-    name: str, questions: list[dict], corpus_dir: Path, out: Path, k: int, reuse: bool
-) -> list[Row]:
-    embedder, store, standalone, retrieved = _retrieve(name, questions, corpus_dir, out, k, reuse)
-    answerer = ExtractiveAnswerer(embedder, abstain_threshold=0.0, documents=store.document)
+def _rows(name: str, questions: list[dict], roles: list[str], corpus_dir: Path, out: Path,
+          verifier: Verifier, reuse: bool) -> list[Row]:  # fmt: skip
+    embedder, store, standalone, retrieved = _retrieve(name, questions, corpus_dir, out, reuse)
+    answerer = ExtractiveAnswerer(
+        embedder, abstain_threshold=0.0, answer_threshold=0.0, documents=store.document,
+        verifier=verifier,
+    )  # fmt: skip
     rows = []
-    for i, (q, text, passages) in enumerate(zip(questions, standalone, retrieved, strict=True)):
+    for i, (q, text, passages, role) in enumerate(
+        zip(questions, standalone, retrieved, roles, strict=True)
+    ):
+        if role == "skip":
+            continue
         if i % 500 == 0:
             print(f"{name}: {i}/{len(questions)} questions", flush=True)
         t0 = time.perf_counter()
         analysis = answerer.analyse(text, passages)
-        answer = answerer.respond(text, passages, analysis)
         ms = (time.perf_counter() - t0) * 1000
-        if name == "clapnq":
-            quotes = [c.quote for c in answer.citations]
+        quotes = [s.span.text for s in analysis.chosen]
+        if q.get("evidence"):
             correct = q["answerable"] and quotes_evidence(quotes, q["evidence"])
         else:
-            correct = q["answerable"] and bool(contains_gold(answer.answer, q["answers"]))
-        rows.append(
-            Row(q["id"], name, _is_fit(name, q), q["answerable"], q["answers"],
-                {k: float(v) for k, v in analysis.features.items()}, correct,
-                answer.short_answer, ms, analysis.guard is not None, analysis.kind, text,
-                " ".join(s.span.text for s in analysis.chosen))
-        )  # fmt: skip
-    print(f"{name}: answer latency p50 {percentile([r.ms for r in rows], 50):.1f} ms, "
-          f"p95 {percentile([r.ms for r in rows], 95):.1f} ms", flush=True)  # fmt: skip
+            correct = q["answerable"] and bool(contains_gold(" ".join(quotes), q["answers"]))
+        guard = None
+        if analysis.guard is not None:
+            guard = next((v for k, v in GUARDS.items() if analysis.guard.startswith(k)), "other")
+        rows.append(Row(q["id"], name, role, q["answerable"], q["answers"],
+                        {k: float(v) for k, v in analysis.features.items()}, correct,
+                        analysis.short_answer(text), ms, guard))  # fmt: skip
+    print(f"{name}: analysis p50 {percentile([r.ms for r in rows], 50):.1f} ms", flush=True)
     return rows
 
 
-def _is_fit(name: str, q: dict) -> bool:
-    if name == "demo":
-        return False
-    if name == "clapnq":
-        return zlib.crc32(q["id"].encode()) % 2 == 0
-    doc = (q["gold_ids"] or [q.get("candidate_passage_id", "")])[0]
-    return doc.split("#")[0] in SQUAD_FIT
-
-
-# The direction each feature must push the confidence (bias free): more retrieval score, more
-# similarity, more covered words, a span of the asked-for kind -> more confident; more question
-# words missing -> less. A fit that flips a sign learned a quirk of the data, not a rule.
-SIGNS = {"top_score": 1, "sentence_sim": 1, "sentence_lex": 1, "context_lex": 1, "cue": 1,
-         "missing": -1, "context_sim": 1, "word_cover": 1, "key_cover": 1, "negation_lost": -1,
-         "margin": 1, "best_passage": 1, "opposite": -1}  # fmt: skip
-
-
-def fit_monotone(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Logistic fit that drops (weight 0) any feature whose weight comes out with the wrong sign."""
+def fit_monotone(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     active = list(range(x.shape[1]))
     while True:
         beta = np.zeros(x.shape[1])
-        beta[active] = fit_logistic(x[:, active], y, w)
-        wrong = [
-            i for i in active[1:]
-            if np.sign(beta[i]) not in (0, SIGNS[FEATURES[i]])
-        ]  # fmt: skip
+        beta[active] = fit_logistic(x[:, active], y)
+        wrong = [i for i in active[1:] if np.sign(beta[i]) not in (0, SIGNS[FEATURES[i]])]
         if not wrong:
             return beta
         active.remove(max(wrong, key=lambda i: abs(beta[i])))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2) -> np.ndarray:
-    """Weighted L2-regularised logistic regression by Newton's method (bias not penalised)."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-1) -> np.ndarray:
+    """L2-regularised logistic regression by Newton's method (bias not penalised)."""
     beta = np.zeros(x.shape[1])
     penalty = np.full(x.shape[1], l2)
     penalty[0] = 0.0
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
-        grad = x.T @ (w * (p - y)) + penalty * beta
-        hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
+        grad = x.T @ (p - y) + penalty * beta
+        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hess, grad)
         beta -= step
         if np.abs(step).max() < 1e-8:
@@ -188,121 +207,167 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2) 
     return beta
 
 
-def _confidence(rows: list[Row], beta: np.ndarray) -> np.ndarray:
-    """The logistic confidence; 0 where a guard rule forces abstention whatever the score."""
-    x = np.array([r.x for r in rows])
-    conf = 1.0 / (1.0 + np.exp(-(x @ beta)))
-    return np.where([r.guard for r in rows], 0.0, conf)
+def confidence(rows: list[Row], beta: np.ndarray, guards: set[str]) -> np.ndarray:
+    x = np.array([r.x() for r in rows])
+    conf = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
+    return np.where([r.guard in guards for r in rows], 0.0, conf)
 
 
-def _abstention_f1(rows: list[Row], conf: np.ndarray, t: float) -> float:
-    tp = sum(1 for r, c in zip(rows, conf, strict=True) if c < t and not r.answerable)
-    fp = sum(1 for r, c in zip(rows, conf, strict=True) if c < t and r.answerable)
-    fn = sum(1 for r, c in zip(rows, conf, strict=True) if c >= t and not r.answerable)
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+def auc(labels: list[bool], scores: np.ndarray) -> float:
+    pos = scores[np.array(labels, dtype=bool)]
+    neg = scores[~np.array(labels, dtype=bool)]
+    if not len(pos) or not len(neg):
+        return math.nan
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
 
 
-def report(label: str, rows: list[Row], conf: np.ndarray, t: float) -> None:
-    abstain = conf < t
-    ans = [(r, a) for r, a in zip(rows, abstain, strict=True) if r.answerable]
-    una = [(r, a) for r, a in zip(rows, abstain, strict=True) if not r.answerable]
-    tp = sum(a for _, a in una)
-    fp = sum(a for _, a in ans)
+def outcomes(
+    rows: list[Row], conf: np.ndarray, abstain_t: float, answer_t: float
+) -> dict[str, float]:
+    ans = [i for i, r in enumerate(rows) if r.answerable]
+    una = [i for i, r in enumerate(rows) if not r.answerable]
+    abstained = conf < abstain_t
+    answered = conf >= answer_t
+    tp = int(sum(abstained[i] for i in una))
+    fp = int(sum(abstained[i] for i in ans))
     prec = tp / (tp + fp) if tp + fp else math.nan
     rec = tp / len(una) if una else math.nan
-    f1 = 2 * prec * rec / (prec + rec) if tp else 0.0
-    hit = np.mean([r.correct and not a for r, a in ans]) if ans else math.nan
-    short = [r.short or "" if not a else "" for r, a in ans]
-    em = np.mean([exact_match(s, r.answers) for s, (r, _) in zip(short, ans, strict=True)])
-    f1s = np.mean([token_f1(s, r.answers) for s, (r, _) in zip(short, ans, strict=True)])
-    print(f"  {label:<26} n={len(rows):4d} answerable {len(ans):4d}: answer contains gold "
-          f"{hit:.3f}, false abstention {fp / max(len(ans), 1):.3f}, short EM {em:.3f} F1 "
-          f"{f1s:.3f} | unanswerable {len(una):4d}: abstained {rec:.3f}, abstention P {prec:.3f} "
-          f"R {rec:.3f} F1 {f1:.3f}")  # fmt: skip
+    given = [i for i in ans if answered[i]]
+    shown = [i for i in ans if not abstained[i]]
+    shorts = [token_f1(rows[i].short or "", rows[i].answers) if answered[i] else 0.0 for i in ans]
+    return {
+        "n": len(rows),
+        "auc": auc([r.answerable for r in rows], conf),
+        "abstention_recall": rec,
+        "false_abstention": fp / len(ans) if ans else math.nan,
+        "abstention_f1": 2 * tp / (2 * tp + fp + (len(una) - tp)) if tp else 0.0,
+        "abstention_precision": prec,
+        "answerable_answered": len(given) / len(ans) if ans else math.nan,
+        "unanswerable_answered": float(np.mean([answered[i] for i in una])) if una else math.nan,
+        "answered_correct": float(np.mean([rows[i].correct for i in given])) if given else math.nan,
+        "shown_correct": float(np.mean([rows[i].correct for i in shown])) if shown else math.nan,
+        "short_f1": float(np.mean(shorts)) if shorts else math.nan,
+    }
+
+
+def _print(label: str, m: dict[str, float]) -> None:
+    print(f"  {label:<18} n={m['n']:4d} AUC {m['auc']:.3f} | abstention R "
+          f"{m['abstention_recall']:.3f} "
+          f"at FA {m['false_abstention']:.3f} (F1 {m['abstention_f1']:.3f}) | answered: answerable "
+          f"{m['answerable_answered']:.3f} unanswerable {m['unanswerable_answered']:.3f} | "
+          "answered "
+          f"quotes right {m['answered_correct']:.3f}, shown {m['shown_correct']:.3f} | short F1 "
+          f"{m['short_f1']:.3f}")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verifier", type=Path, default=VERIFIER_DIR)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--reuse", action="store_true", help="refit from the saved rows")
+    parser.add_argument("--reuse-retrieval", action="store_true", help="re-run the answerer only")
+    parser.add_argument("--max-false-abstention", type=float, default=0.06)
+    parser.add_argument("--max-unanswerable-answered", type=float, default=0.12)
     parser.add_argument(
-        "--shipped",
-        action="store_true",
-        help="report the weights in extractive.py and the default threshold instead of a refit",
-    )
-    parser.add_argument(
-        "--reuse", action="store_true", help="refit from the rows saved by the last full run"
-    )
-    parser.add_argument(
-        "--reuse-retrieval",
-        action="store_true",
-        help="re-run the answerer on the passages saved by the last run (no re-indexing)",
-    )
-    parser.add_argument(
-        "--max-false-abstention",
-        type=float,
-        default=0.08,
-        help="false abstention allowed on the fit rows before the threshold is penalised",
+        "--write", action="store_true", help="save combiner.json beside the verifier"
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    corpora = {}
-    for name, folder in (("squad", SQUAD), ("clapnq", CLAPNQ)):
-        corpora[name] = args.out / f"{name}-corpus"
-        corpora[name].mkdir(exist_ok=True)
-        shutil.copyfile(folder / "corpus.jsonl", corpora[name] / "corpus.jsonl")
-
-    cache = args.out / "calibration-rows.json"
+    cache = args.out / "combiner-rows.json"
     if args.reuse and cache.exists():
         rows = [Row(**r) for r in json.loads(cache.read_text())]
     else:
+        verifier = Verifier(args.verifier)
+        verifier.combiner = None  # features and every guard rule, whatever was fitted before
         again = args.reuse_retrieval
         rows = []
-        for name, folder in (("squad", SQUAD), ("clapnq", CLAPNQ)):
-            questions = [json.loads(line) for line in (folder / "questions.jsonl").open()]
-            rows += _rows(name, questions, corpora[name], args.out, args.top_k, again)
-        demo_q = [json.loads(line) for line in DEMO.open()]
-        rows += _rows("demo", demo_q, ROOT / "corpus", args.out, args.top_k, again)
+        folder, questions = _squad_fit_set(args.out)
+        rows += _rows(
+            "squadfit", questions, ["fit"] * len(questions), folder, args.out, verifier, again
+        )
+        for name, src in (("squad", SQUAD), ("clapnq", CLAPNQ)):
+            folder = args.out / f"{name}-corpus"
+            folder.mkdir(exist_ok=True)
+            shutil.copyfile(src / "corpus.jsonl", folder / "corpus.jsonl")
+            questions = [json.loads(line) for line in (src / "questions.jsonl").open()]
+            if name == "clapnq":
+                roles = []
+                for q in questions:
+                    h = zlib.crc32(q["id"].encode())
+                    roles.append("heldout" if h % 2 else ("fit" if h % 4 == 2 else "skip"))
+            else:
+                roles = ["heldout"] * len(questions)
+            rows += _rows(name, questions, roles, folder, args.out, verifier, again)
+        demo = [json.loads(line) for line in DEMO.open()]
+        rows += _rows(
+            "demo", demo, ["heldout"] * len(demo), ROOT / "corpus", args.out, verifier, again
+        )
         cache.write_text(json.dumps([dataclasses.asdict(r) for r in rows]))
 
-    fit = [r for r in rows if r.fit]
-    # Rows a guard rule decides carry no information for the score: fit on the others.
-    scored = [r for r in fit if not r.guard]
-    x = np.array([r.x for r in scored])
-    y = np.array([float(r.correct) for r in scored])
-    w = np.array([CLAPNQ_WEIGHT if r.set == "clapnq" else 1.0 for r in scored])
-    beta = fit_monotone(x, y, w)
-    if args.shipped:
-        beta = np.array(CONFIDENCE_WEIGHTS)
-    conf = _confidence(fit, beta)
-    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    squad_fit = [i for i, r in enumerate(fit) if r.set == "squad"]
-    clapnq_fit = [i for i, r in enumerate(fit) if r.set == "clapnq"]
-    fit_idx = squad_fit + clapnq_fit
+    fit = [r for r in rows if r.role == "fit"]
+    x = np.array([r.x() for r in fit])
+    y = np.array([float(r.correct) for r in fit])
+    beta = fit_monotone(x, y)
+    grid = np.round(np.arange(0.01, 0.99, 0.01), 2)
 
-    def objective(t: float) -> float:
-        s = _abstention_f1([fit[i] for i in squad_fit], conf[squad_fit], t)
-        c = _abstention_f1([fit[i] for i in clapnq_fit], conf[clapnq_fit], t)
-        answerable = [i for i in fit_idx if fit[i].answerable]
-        false_abstention = float(np.mean(conf[answerable] < t)) if answerable else 0.0
-        # The product goal: few answerable questions refused, whatever the F1 gained.
-        return s + c - 10.0 * max(0.0, false_abstention - args.max_false_abstention)
+    def thresholds(guards: set[str]) -> tuple[float, float]:
+        conf = confidence(fit, beta, guards)
+        ok = [
+            t
+            for t in grid
+            if outcomes(fit, conf, t, 1.0)["false_abstention"] <= args.max_false_abstention
+        ]
+        abstain_t = float(max(ok)) if ok else float(grid[0])
+        cap = args.max_unanswerable_answered
+        above = [t for t in grid if t >= abstain_t
+                 and outcomes(fit, conf, abstain_t, t)["unanswerable_answered"] <= cap]  # fmt: skip
+        return abstain_t, float(min(above)) if above else 0.99
 
-    threshold = float(max(grid, key=objective))
-    if args.shipped:
-        threshold = load_settings(_env_file=None).abstain_threshold
-        print("\nEvaluating the shipped weights and threshold (no refit).")
-    print("\nCONFIDENCE_WEIGHTS = (" + ", ".join(f"{b:.3f}" for b in beta) + ")")
-    print(f"features           = {FEATURES}")
-    print(f"abstain_threshold  = {threshold:.2f}\n")
-    for name in ("squad", "clapnq", "demo"):
-        for part, label in ((True, "fit"), (False, "held out")):
-            sel = [r for r in rows if r.set == name and r.fit == part]
-            if not sel:
-                continue
-            report(f"{name} {label}", sel, _confidence(sel, beta), threshold)
-        every = [r for r in rows if r.set == name]
-        report(f"{name} all (incl. fit)", every, _confidence(every, beta), threshold)
+    guards = set(GUARDS.values()) | {"other"}
+    for name in sorted(GUARDS.values()):
+        without = guards - {name}
+        a_with, _ = thresholds(guards)
+        a_without, _ = thresholds(without)
+        f_with = outcomes(fit, confidence(fit, beta, guards), a_with, 1.0)
+        f_without = outcomes(fit, confidence(fit, beta, without), a_without, 1.0)
+        fired = sum(r.guard == name for r in fit)
+        keep = f_with["abstention_recall"] > f_without["abstention_recall"] and (
+            f_with["false_abstention"] <= args.max_false_abstention
+        )
+        print(f"guard {name:<15} fires on {fired:3d} fit rows: abstention R "
+              f"{f_with['abstention_recall']:.3f} with, {f_without['abstention_recall']:.3f} "
+              f"without -> {'keep' if keep else 'drop'}")  # fmt: skip
+        if not keep:
+            guards = without
+    abstain_t, answer_t = thresholds(guards)
+    print("\nweights: " + ", ".join(f"{f}={b:.3f}" for f, b in zip(FEATURES, beta, strict=True)))
+    print(
+        f"guards kept: {sorted(guards)}; abstain_threshold {abstain_t:.2f}, "
+        f"answer_threshold {answer_t:.2f}\n"
+    )
+    for name in ("squadfit", "clapnq", "squad", "demo"):
+        for role in ("fit", "heldout"):
+            sel = [r for r in rows if r.set == name and r.role == role]
+            if sel:
+                _print(
+                    f"{name} {role}",
+                    outcomes(sel, confidence(sel, beta, guards), abstain_t, answer_t),
+                )
+    if args.write:
+        kept = [(f, float(b)) for f, b in zip(FEATURES, beta, strict=True) if b != 0.0]
+        combiner = {
+            "features": [f for f, _ in kept],
+            "weights": [round(b, 4) for _, b in kept],
+            "abstain_threshold": abstain_t,
+            "answer_threshold": answer_t,
+            "guards": sorted(guards),
+            "fitted_on": "SQuAD 2.0 dev Harvard_University, Packet_switching, Force; "
+            "CLAPnq dev A crc32(id) % 4 == 2",
+        }
+        path = args.verifier / "combiner.json"
+        path.write_text(json.dumps(combiner, indent=2) + "\n")
+        print(f"wrote {path}")
     return 0
 
 

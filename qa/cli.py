@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_arguments(p)
     p.set_defaults(func=cmd_calibrate)
 
+    p = sub.add_parser(
+        "train-verifier",
+        add_help=False,  # its own options: `qa train-verifier --help`
+        help="train the answer verifier (defaults: rebuild the shipped one from public data)",
+    )
+    p.set_defaults(func=lambda _: 0)  # main() hands its arguments to qa.training.run
+
     from qa.evaluation import run as qa_eval
 
     p = sub.add_parser(
@@ -127,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `qa` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-verifier"]:  # its own parser (argparse cannot pass "--x" through)
+        from qa.training.run import main as train_main  # torch and transformers: only here
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     if args.command in ("index", "serve"):

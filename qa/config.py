@@ -104,8 +104,14 @@ class Settings(BaseSettings):
     # Answering.
     top_k: int = Field(5, ge=1, le=100)
     answerer: str = "extractive"
-    # Calibrated by bench/calibrate_abstention.py for the extractive answerer's confidence.
-    abstain_threshold: float = Field(0.21, ge=0.0, le=1.0)
+    # The extractive answerer's trained verifier: `builtin` (shipped in the package), a folder
+    # written by `qa train-verifier`, or `off` (the hand-fitted confidence alone).
+    verifier: str = "builtin"
+    # Below abstain_threshold the answerer abstains; from there up to answer_threshold it offers
+    # the closest passage as such. Unset: the thresholds fitted with the verifier (or the index's
+    # `qa calibrate` result).
+    abstain_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    answer_threshold: float | None = Field(None, ge=0.0, le=1.0)
     context_tokens: int = Field(1500, ge=64)
 
     # OpenAI-compatible LLM answerer.

@@ -166,6 +166,11 @@ class Pipeline:
                 self._answerers[key] = create_answerer(key, self.settings, resources)
             return self._answerers[key]
 
+    def verifier_version(self) -> str | None:
+        """The default answerer's trained verifier version (None when it has none)."""
+        verifier = getattr(self.answerer(), "verifier", None)
+        return getattr(verifier, "version", None)
+
     def answerers(self) -> dict[str, str]:
         """Every registered answerer name with its one-line description."""
         from qa.answering.registry import available_answerers
@@ -423,6 +428,8 @@ def _answer_key(prepared: Prepared) -> tuple[Any, ...]:
     """What a deterministic answerer's Answer depends on."""
     return (
         prepared.answerer.name,
+        # A changed model or threshold (e.g. a new verifier) gives new answers.
+        getattr(prepared.answerer, "version", None),
         prepared.standalone,
         prepared.budget,
         tuple((p.chunk.id, p.score) for p in prepared.passages),

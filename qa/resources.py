@@ -1,4 +1,5 @@
-"""Where the files that ship beside the code live: the chat page (`web/`) and prompts (`prompts/`).
+"""Where the files that ship beside the code live: the chat page (`web/`), prompts (`prompts/`)
+and the trained answer verifier (`qa/answering/verifier/model/`, package data in every install).
 
 In the repository they are top-level folders, as the layout asks. A wheel carries them inside the
 package as `qa/_web` and `qa/_prompts` (`pyproject.toml` maps them), so an installed `qa` finds
@@ -7,6 +8,8 @@ them without a source tree; a clone or an editable install uses the repository's
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -30,3 +33,21 @@ def resource_dir(name: Literal["web", "prompts"]) -> Path:
         "Reinstall qa from a wheel (`pip install qa-*.whl -c constraints.txt`) or from a clone "
         "(`pip install -c constraints.txt -e .`)."
     )
+
+
+VERIFIER_DIR = _HERE / "answering" / "verifier" / "model"
+
+
+def verifier_version(folder: Path = VERIFIER_DIR) -> str | None:
+    """The version of the verifier in `folder`: its weights' name plus a digest of its metadata
+    and fitted combination (a change of either is a new version); None when there is none.
+    Read from files only, so any layer can name it (the index manifest does)."""
+    meta = folder / "meta.json"
+    if not meta.is_file():
+        return None
+    digest = hashlib.sha256()
+    for name in ("meta.json", "combiner.json"):
+        if (folder / name).is_file():
+            digest.update((folder / name).read_bytes())
+    name = json.loads(meta.read_text(encoding="utf-8")).get("version", "verifier")
+    return f"{name}+{digest.hexdigest()[:8]}"

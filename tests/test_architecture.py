@@ -33,6 +33,7 @@ LAYERS = {
     "qa.pipeline": 6,
     "qa.evaluation": 7,
     "qa.server": 7,
+    "qa.training": 7,
     "qa.cli": 8,
 }
 

@@ -251,6 +251,7 @@ def _open_router() -> APIRouter:
             embedding_dtype=settings.embedding_dtype,
             embedding_backend_reason=state.pipeline.backend_reason,
             answerer=settings.answerer,
+            verifier=state.pipeline.verifier_version(),
             warming_sentences=state.warmup.running,
             warmed_sentences=state.warmup.sentences,
         )

@@ -141,7 +141,10 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
 
 
 def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
+    from qa.resources import verifier_version
+
+    # The answer verifier does not change the index, but an index names what it was served with.
+    found: dict[str, str | None] = {"verifier": verifier_version()}
     for key, dist in _PACKAGES.items():
         try:
             found[key] = metadata.version(dist)

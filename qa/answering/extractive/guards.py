@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection
 
 from qa.answering.citations import STOPWORDS, stem
 from qa.stores.bm25 import tokenize
@@ -23,6 +24,44 @@ ORDINALS = frozenset(
 _DEMONYM = ("ese", "ian", "an", "ish")
 # "South Korea" when the text says "Republic of Korea": the direction alone is no new fact.
 _NOT_KEY = frozenset(("north", "south", "east", "west", "central", "new", "old", "great"))
+# Words that tell the reader what to do, not what to find: "Provide examples of ...".
+INSTRUCTIONS = frozenset(
+    [
+        "provide",
+        "explain",
+        "discuss",
+        "describe",
+        "list",
+        "summarize",
+        "summarise",
+        "compare",
+        "contrast",
+        "give",
+        "identify",
+        "outline",
+        "define",
+        "state",
+        "consider",
+        "evaluate",
+        "analyze",
+        "analyse",
+        "tell",
+        "show",
+        "please",
+        "based",
+        "according",
+        "using",
+        "briefly",
+        "mention",
+        "suggest",
+        "recommend",
+        "note",
+        "include",
+        "illustrate",
+        "justify",
+        "assess",
+    ]
+)
 MONTH_WORD = re.compile(
     r"\b(?:January|February|March|April|May|June|July|August|September|October|November"
     r"|December)\b"
@@ -61,6 +100,10 @@ for _a, _b in _OPPOSITES:
     _OPPOSITE.setdefault(_b, set()).add(_a)
 
 
+# The rules by name; the verifier's fitted combiner (its combiner.json) may turn some off.
+GUARDS = ("absent_name", "negation", "answer_type", "date_clash", "date_elsewhere")
+
+
 def guard_reason(
     question: str,
     kind: str | None,
@@ -70,8 +113,11 @@ def guard_reason(
     features: dict[str, float],
     best_score: float,
     clashing: list[tuple[float, str]],
+    *,
+    skip: Collection[str] = (),
 ) -> str | None:
-    """Why the answerer must abstain whatever its confidence, or None.
+    """Why the answerer must abstain whatever its confidence, or None. Rules named in `skip`
+    (of `GUARDS`) are not applied: the fitted combiner decides those cases better.
 
     `quoted` is the text of the chosen sentences, `context` the terms of them and their
     neighbours, `all_terms` those of every retrieved sentence, `clashing` the (score, text) of
@@ -79,19 +125,24 @@ def guard_reason(
     """
     # A name, number or ordinal of the question that no passage holds ("Shenzhen", "third").
     absent_keys = [w for w in key_words(question) if not mentioned(w, all_terms)]
-    if absent_keys:
+    if absent_keys and "absent_name" not in skip:
         return f"The documents do not mention {', '.join(map(repr, absent_keys[:3]))}."
-    if features["negation_lost"]:
+    if features["negation_lost"] and "negation" not in skip:
         # SQuAD 2 writes unanswerable questions by negating a sentence of the passage
         # ("What is *not* used to ...?"): a quote that negates nothing does not answer them.
         return "The question asks about what is not so; the quoted sentence says what is."
-    if kind in TYPED_KINDS and features["cue"] == 0.0:
+    if kind in TYPED_KINDS and features["cue"] == 0.0 and "answer_type" not in skip:
         # Answer-type agreement: a "when" answered by a sentence with no date, a "who" by one
         # that names nobody (besides the question's own names) does not answer it.
         return f"No quoted sentence holds the {TYPED_KINDS[kind]} the question asks for."
-    if clash := date_clash(question, quoted, context):
+    if "date_clash" not in skip and (clash := date_clash(question, quoted, context)):
         return f"The quoted sentence gives {clash[1]!r}, not the question's {clash[0]!r}."
-    if clashing and (top := max(clashing))[0] > best_score and not holds_dates(question, quoted):
+    if (
+        "date_elsewhere" not in skip
+        and clashing
+        and (top := max(clashing))[0] > best_score
+        and not holds_dates(question, quoted)
+    ):
         # The best match is about another time, and the sentence chosen instead does not
         # hold the asked-for date either: the fact asked for is not in the text.
         clash = date_clash(question, top[1], set())
@@ -101,14 +152,25 @@ def guard_reason(
 
 
 def key_words(question: str) -> list[str]:
-    """Names (capitalised, not the first word), numbers and ordinals of the question."""
-    words = WORDS.findall(question)[1:]
-    return [
-        w for w in words
-        if (w[0].isupper() and w.lower() not in STOPWORDS and w.lower() not in _NOT_KEY)
-        or w[0].isdigit()
-        or w.lower() in ORDINALS
-    ]  # fmt: skip
+    """Names (capitalised, not opening a sentence of the question, not an instruction such as
+    "Provide" or "Discuss"), numbers and ordinals of the question."""
+    out = []
+    for m in WORDS.finditer(question):
+        w = m.group()
+        opens = not question[: m.start()].strip() or question[: m.start()].rstrip()[-1] in ".!?:;"
+        if (
+            w[0].isdigit()
+            or w.lower() in ORDINALS
+            or (
+                w[0].isupper()
+                and not opens
+                and w.lower() not in STOPWORDS
+                and w.lower() not in _NOT_KEY
+                and w.lower() not in INSTRUCTIONS
+            )
+        ):
+            out.append(w)
+    return out
 
 
 def mentioned(word: str, terms: set[str]) -> bool:

@@ -67,7 +67,11 @@ _LEADING_DROP = re.compile(
 _TYPE_CUES: tuple[tuple[str, str], ...] = (
     (
         "date",
-        r"\bwhen\b|\bwhat (?:year|date|day|month|time|decade|century|period)\b"
+        # "when" asks for a time where it opens the question or a clause, or is followed by
+        # an auxiliary; "what to consider when implementing ..." asks for no date.
+        r"(?:^|[,;:(]\s*|\b(?:and|or|but|since|until|till|by|from|exactly|precisely)\s+)when\b"
+        r"|\bwhen (?:did|was|were|is|are|does|do|will|would|has|had|have|can|could|should)\b"
+        r"|\bwhat (?:year|date|day|month|time|decade|century|period)\b"
         r"|\bwhich (?:year|date|day|month|decade|century)\b|\bhow long ago\b"
         r"|\bwhat (?:is|was) the date\b",
     ),
