@@ -16,6 +16,7 @@ from qa.config import Settings
 from qa.pipeline import Pipeline
 from qa.server.app import create_app
 from tests.browser import ARTIFACTS, ask, chat_page
+from tests.fake_answerers import KINDS_ANSWERER, kinds_answerer_registered
 from tests.server_utils import LiveServer, build_demo_index
 
 SCRIPT = "<script>window.__pwned=1</script>"
@@ -108,6 +109,52 @@ def test_abstention_looks_different(page: Any) -> None:
     assert card.locator(".badge").text_content() == "Not found in the documents"
     assert card.locator(".reason").inner_text() != ""
     assert card.locator(".sources").count() == 0
+
+
+@pytest.fixture(scope="module")
+def kinds_server(web_settings: Settings) -> Iterator[LiveServer]:
+    """A server whose default answerer is the test-only one that gives each kind on demand."""
+    settings = web_settings.model_copy(update={"answerer": KINDS_ANSWERER})
+    with (
+        kinds_answerer_registered(),  # before the app warms its default answerer up
+        LiveServer(create_app(settings, pipeline=Pipeline.load(settings))) as live,
+    ):
+        yield live
+
+
+def _card_border(card: Any) -> str:
+    return str(card.locator(".card").evaluate("c => getComputedStyle(c).borderLeftWidth"))
+
+
+def test_closest_passage_is_marked_and_confidence_shown(
+    browser: Any, kinds_server: LiveServer
+) -> None:
+    with chat_page(browser, kinds_server.url) as page:
+        # The default answerer is picked though another name sorts before it.
+        page.locator("#answerer option", has_text="(default)").wait_for(state="attached")
+        assert page.locator("#answerer").input_value() == ""
+        closest = ask(page, "Which passage is closest to the cryptography law?")
+        assert "closest" in closest.get_attribute("class")
+        assert closest.locator(".badge").text_content() == (
+            "Closest passage found — it may not answer your question"
+        )
+        assert closest.get_attribute("aria-label") == "Closest passage found"
+        assert closest.locator(".answer-text").inner_text().startswith("The closest passage I")
+        assert closest.locator(".meta .confidence").text_content() == "42% confident"
+        assert closest.locator(".sources .source").count() == 1
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-closest.png"))
+
+        answered = ask(page, "When will the cryptography law be implemented?")
+        assert answered.get_attribute("class") == "msg bot"
+        assert answered.locator(".badge").count() == 0
+        assert answered.locator(".meta .confidence").text_content() == "87% confident"
+        assert _card_border(closest) == "4px" and _card_border(answered) == "1px"
+
+        abstained = ask(page, "What is unknown about the moon?")
+        assert "abstained" in abstained.get_attribute("class")
+        assert abstained.locator(".badge").text_content() == "Not found in the documents"
+        assert abstained.locator(".meta .confidence").count() == 0
 
 
 def test_hostile_document_shows_as_text(page: Any, server: LiveServer) -> None:

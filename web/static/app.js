@@ -77,6 +77,7 @@ async function loadAnswerers() {
     for (const a of answerers) {
       const option = el("option", null, a.default ? `${a.name} (default)` : a.name);
       option.value = a.default ? "" : a.name;
+      option.selected = a.default; // the list is sorted: the default need not come first
       option.title = a.description;
       ui.answerer.append(option);
     }
@@ -114,6 +115,14 @@ function newConversation() {
 }
 
 // ---------- one answer ----------
+
+const CLOSEST_LABEL = "Closest passage found — it may not answer your question";
+
+/** "answered", "closest" or "abstained": the `abstained` flag wins, as on the server. */
+function answerKind(answer) {
+  if (answer.abstained) return "abstained";
+  return answer.kind === "closest" ? "closest" : "answered";
+}
 
 class AnswerView {
   constructor() {
@@ -179,15 +188,21 @@ class AnswerView {
     this.citations = answer.citations;
     this.node.classList.remove("streaming");
     this.progress.hidden = true;
-    if (answer.abstained) {
+    const kind = answerKind(answer);
+    if (kind === "abstained") {
       this.node.classList.add("abstained");
       this.card.prepend(el("span", "badge", "Not found in the documents"));
+    } else if (kind === "closest") {
+      // Said in words, not by colour alone: this passage may not answer the question.
+      this.node.classList.add("closest");
+      this.node.setAttribute("aria-label", "Closest passage found");
+      this.card.prepend(el("span", "badge", CLOSEST_LABEL));
     }
     this.renderText(answer.answer);
     if (answer.abstained && answer.abstain_reason) {
       this.card.append(el("p", "reason", answer.abstain_reason));
     }
-    if (answer.short_answer && !answer.abstained) {
+    if (answer.short_answer && kind === "answered") {
       const short = el("p", "short-answer");
       short.append(el("span", null, "Short answer"), el("strong", null, answer.short_answer));
       this.card.append(short);
@@ -249,6 +264,12 @@ class AnswerView {
     const meta = el("footer", "meta");
     const server = answer.timings_ms.total;
     meta.append(el("span", "pill", `Answered by ${answer.answerer}`));
+    if (!answer.abstained && typeof answer.confidence === "number") {
+      const percent = Math.round(answer.confidence * 100);
+      const confidence = el("span", "confidence", `${percent}% confident`);
+      confidence.title = "How sure the answerer is that this is right";
+      meta.append(confidence);
+    }
     const took = server !== undefined ? `${Math.round(server)} ms` : "";
     meta.append(el("span", null, `${took} on the server · ${Math.round(clientMs)} ms in total`));
     if (answer.standalone_question && answer.standalone_question !== answer.question) {
