@@ -175,3 +175,17 @@ def held(gate: Gate) -> Iterator[threading.Event]:
         release.set()
         for job in jobs:
             job.result(timeout=60)
+
+
+def new_wording(question: str, n: int) -> str:
+    """`question` with the gaps between its words widened by the base-4 digits of `n`: text new
+    to a server (no kept answer, retrieval or question vector), the same words to the model,
+    BM25 and the answerer, so the same answer. A tag ("(asked 3)") or another letter case
+    ("COLour" reads as a name the documents lack) can change the answer."""
+    words = question.split(" ")
+    assert 0 <= n < 4 ** (len(words) - 1), f"{question!r} has too few words for {n}"
+    out = [words[0]]
+    for word in words[1:]:
+        out.append(" " * (1 + n % 4) + word)
+        n //= 4
+    return "".join(out)

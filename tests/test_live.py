@@ -23,7 +23,14 @@ from qa.config import Settings, load_settings
 from qa.pipeline import Pipeline
 from qa.server.app import create_app
 from tests.pdf_writer import pdf_bytes
-from tests.server_utils import ROOT, LiveServer, ServeProcess, build_demo_index, wait_for
+from tests.server_utils import (
+    ROOT,
+    LiveServer,
+    ServeProcess,
+    build_demo_index,
+    new_wording,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -241,55 +248,83 @@ def test_traversal_and_script_are_ingested_safely(
 def test_asks_during_an_ingest_see_the_old_or_the_new_index(
     served: tuple[Settings, LiveServer], client: httpx.Client
 ) -> None:
-    """200 asks from 8 threads while a 110-chunk upload is ingested: no error, no mix."""
-    results: list[tuple[str, dict[str, Any]]] = []
+    """8 threads ask before, during and after a 110-chunk upload is ingested: no error, no mix,
+    the old index answers first and the new one once the job is done.
+
+    Every question is new to the server (a new wording per thread and ask), so each one
+    searches the index it lands on; a repeat would be the answer the server kept, found on no
+    index.
+    """
+    url = served[1].url
+    # (thread, phase the ask started in, phase it was answered in, lichen question?, answer),
+    # in each thread's order; phase 0: before the upload, 1: while it is ingested, 2: after.
+    results: list[tuple[int, int, int, bool, dict[str, Any]]] = []
     failures: list[str] = []
     lock = threading.Lock()
-    started = threading.Event()
-    url = served[1].url
+    phase = 0
+    started = threading.Event()  # enough answers before the upload
+    overdue = threading.Event()  # a thread kept asking far longer than an ingest takes
 
     def worker(i: int) -> None:
+        after = 0
         with httpx.Client(base_url=url, timeout=120) as c:
-            for n in range(25):
-                q = LICHEN_Q if (i + n) % 2 else DEMO_Q
+            for n in range(400):
+                lichen = bool((i + n) % 2)
+                q = new_wording(LICHEN_Q if lichen else DEMO_Q, i * 400 + n)
+                asked_in = phase
                 r = c.post("/ask", json={"question": q})
                 with lock:
                     if r.status_code != 200:
                         failures.append(f"{r.status_code} {r.text[:200]}")
+                    elif "recall" in r.headers["server-timing"]:  # a kept answer, no index
+                        failures.append(f"{q!r} was answered from the server's kept answers")
                     else:
-                        results.append((q, r.json()))
+                        results.append((i, asked_in, phase, lichen, r.json()))
                     if len(results) >= 16:
                         started.set()
+                after += asked_in == 2
+                if after == 3 or failures:
+                    return
+        overdue.set()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     assert started.wait(120)
+    with lock:
+        phase = 1
     r = upload(client, ("pep-0703.md", PEP), ("lichens.txt", LICHEN.encode()))
     assert r.status_code == 202
+    job = wait_job(client, r.json()["job_id"])
+    phase = 2
     for t in threads:
         t.join()
-    job = wait_job(client, r.json()["job_id"])
     assert job["state"] == "done", job
     assert failures == []
-    assert len(results) == 200
-    old = new = 0
-    for q, answer in results:
+    assert not overdue.is_set()
+
+    new_seen: set[int] = set()
+    landed: set[tuple[int, str]] = set()  # (phase asked in, index that answered)
+    for thread, asked_in, _, lichen, answer in results:
         cited = {c["doc_id"] for c in answer["citations"]}
-        if q == LICHEN_Q:
-            if answer["abstained"]:  # the old corpus: nothing of the new files retrieved
-                old += 1
-                assert not {p["doc_id"] for p in answer["passages"]} & {"lichens.txt"}
-            else:
-                new += 1
-                assert cited == {"lichens.txt"}, answer
-        else:
+        if not lichen:  # the demo corpus answers it on either index
             assert not answer["abstained"], answer
             assert cited and cited <= {"china-blockchain-policy-2017-2019.txt"}, answer
             assert "January 10, 2019" in answer["answer"]
-    assert old > 0  # 16 answers came before the upload
-    after = client.post("/ask", json={"question": LICHEN_Q}).json()
-    assert {c["doc_id"] for c in after["citations"]} == {"lichens.txt"}
+            continue
+        if answer["abstained"]:  # the old index: nothing of the new files retrieved
+            assert not {p["doc_id"] for p in answer["passages"]} & {"lichens.txt"}, answer
+            # A thread's asks follow each other: once one saw the new index, all later do.
+            assert thread not in new_seen, f"thread {thread} saw the old index after the new"
+            landed.add((asked_in, "old"))
+        else:
+            assert cited == {"lichens.txt"}, answer
+            new_seen.add(thread)
+            landed.add((asked_in, "new"))
+    assert (0, "old") in landed and (0, "new") not in landed  # nothing new before the upload
+    assert (2, "new") in landed and (2, "old") not in landed  # the job ends after the swap
+    # Questions were answered while the ingest ran, not held until it ended.
+    assert any(asked_in == answered_in == 1 for _, asked_in, answered_in, _, _ in results)
     for doc_id in ("pep-0703.md", "lichens.txt"):
         assert (
             wait_job(client, client.delete(f"/documents/{doc_id}").json()["job_id"])["state"]
