@@ -280,6 +280,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+CLOSEST_LABEL = "Closest passage found — it may not answer your question"
+
+
 def _print_answer(answer: Answer) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -287,7 +290,9 @@ def _print_answer(answer: Answer) -> None:
     console = Console()
     if answer.standalone_question and answer.standalone_question != answer.question:
         console.print(f"[dim](searched for: {escape(answer.standalone_question)})[/dim]")
-    style = "yellow" if answer.abstained else "bold"
+    if answer.kind == "closest":
+        console.print(f"[bold yellow]{CLOSEST_LABEL}[/bold yellow]")
+    style = {"answered": "bold", "closest": "default", "abstained": "yellow"}[answer.kind]
     console.print(f"[{style}]{escape(answer.answer)}[/{style}]")
     if answer.abstained and answer.abstain_reason:
         console.print(f"[dim]{escape(answer.abstain_reason)}[/dim]")
@@ -301,7 +306,9 @@ def _print_answer(answer: Answer) -> None:
         console.print(f"[{c.n}] {escape(c.title)}{page}, chars {c.start}-{c.end}{mark}")
         console.print(f'    [italic]"{escape(c.quote)}"[/italic]')
     total = dict(answer.timings_ms).get("total", 0.0)
-    console.print(f"[dim]{answer.answerer} · {total:.0f} ms[/dim]")
+    known = answer.confidence is not None and not answer.abstained
+    sure = f" · {answer.confidence:.0%} confident" if known else ""
+    console.print(f"[dim]{answer.answerer}{sure} · {total:.0f} ms[/dim]")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

@@ -116,3 +116,26 @@ def test_a_env_file_is_read_only_where_qa_env_file_says(
     monkeypatch.setenv("QA_ENV_FILE", ".env")
     assert main(args) == 1
     assert refused in capsys.readouterr().err
+
+
+def test_ask_labels_a_closest_passage_and_shows_the_confidence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from qa.cli import _print_answer
+    from qa.types import Answer
+
+    text = "The closest passage I found, which may not answer this: Rollo led them."
+    _print_answer(Answer("q?", text, "extractive", kind="closest", confidence=0.42))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "Closest passage found — it may not answer your question",
+        text,
+        "extractive · 42% confident · 0 ms",
+    ]
+    _print_answer(Answer("q?", "Rollo led them.", "extractive", confidence=0.875))
+    assert capsys.readouterr().out.splitlines() == [
+        "Rollo led them.",
+        "extractive · 88% confident · 0 ms",
+    ]
+    _print_answer(Answer("q?", "Not found.", "extractive", abstained=True, confidence=0.1))
+    assert capsys.readouterr().out.splitlines() == ["Not found.", "extractive · 0 ms"]
