@@ -17,7 +17,7 @@ Definitions (a metric that does not apply to any question is None):
   abstentions on answerable questions / answerable questions. Only kind "abstained" abstains:
   a "closest" answer (the closest passage, shown as maybe not answering) does not.
 - kinds: the share of questions given each kind of answer, "answered", "closest" or
-  "abstained": over all answered questions (`kinds.closest`), over the answerable ones
+  "abstained": over all questions (`kinds.closest`), over the answerable ones
   (`kinds.answerable_closest`) and over the unanswerable ones (`kinds.unanswerable_answered`:
   unanswerable questions given as answered); `kinds.counts` the same as numbers of questions;
   `mean_confidence` over the answers that carry a confidence.
