@@ -21,6 +21,14 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
 bash scripts/install-llm-server.sh .venv/bin/python
+# The official MCP Inspector CLI for tests/test_clients.py: node and npm from Debian, the
+# package (pinned) from the npm registry into a git-ignored folder of the clone.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+npm install --prefix .tools/npm --no-audit --no-fund --loglevel=error \
+  @modelcontextprotocol/inspector@2.12.0
 
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check qa tests bench

@@ -1,5 +1,6 @@
 """`qa` installed from its wheel, not from the source tree: the chat page, its static files and the
-prompt templates ship inside the package, and `qa serve` runs from a fresh virtual environment."""
+prompt templates ship inside the package, and `qa serve` runs from a fresh virtual environment,
+one that borrows this run's packages and one that has only what the wheel declares."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import site
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,14 @@ import httpx
 import pytest
 
 from tests.conftest import DEMO_CORPUS, ROOT
+from tests.fresh_install import (
+    check_cited_answer,
+    check_page,
+    check_upload,
+    run,
+    timed,
+    user_env,
+)
 from tests.llm_server import free_port, llm_server  # noqa: F401  (llm_server is a fixture)
 from tests.server_utils import ServeProcess
 
@@ -125,3 +135,36 @@ def test_qa_serve_from_the_wheel_serves_the_page_and_answers_through_the_prompts
     # openai-chat rendered prompts/system.j2 and user.j2 from the installed package to get here.
     assert answer["answerer"] == "openai-chat" and answer["answer"]
     assert answer["passages"]
+
+
+def readme_wheel_install() -> str:
+    """The README's line that installs the wheel into a venv (`pip install dist/qa-*.whl ...`)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Installing from a wheel\n", 1)[1].split("\n## ", 1)[0]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("pip install dist/qa-")]
+    return line.split("#", 1)[0].strip()
+
+
+def test_the_wheel_alone_in_a_clean_venv_serves_the_page_answers_and_takes_uploads(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """`pip install dist/qa-*.whl -c constraints.txt` into a new venv, as the README says: the
+    wheel's declared dependencies are all `qa serve` gets (nothing from this environment)."""
+    install = readme_wheel_install()
+    assert "-c constraints.txt" in install, install  # torch stays the pinned CPU build
+    (tmp_path / "dist").mkdir()
+    shutil.copy2(wheel, tmp_path / "dist")
+    shutil.copy2(ROOT / "constraints.txt", tmp_path)
+    env = user_env(tmp_path / "home")
+    started = time.monotonic()
+    run(f"python3 -m venv .venv && .venv/bin/{install}", cwd=tmp_path, env=env)
+    timed("wheel: install", started)
+    corpus = shutil.copytree(DEMO_CORPUS, tmp_path / "corpus")
+    port = free_port()
+    command = [tmp_path / ".venv/bin/qa", "serve", "--port", port, "--index", tmp_path / "index"]
+    started = time.monotonic()
+    with ServeProcess(command, port=port, cwd=tmp_path, env=env, timeout=600) as server:
+        timed("wheel: qa serve to /readyz 200 (index built first)", started)
+        check_cited_answer(server.url)
+        check_page(server.url, ROOT / "web")
+        check_upload(server.url, corpus)
