@@ -7,12 +7,13 @@ import re
 import pytest
 
 from tests.conftest import ROOT
-from tests.needs import cpu_feature, dependency
+from tests.needs import cpu_feature, dependency, in_ci
 
 
 @pytest.mark.parametrize("ci", ["true", "TRUE", "1", "yes", "Yes", " true\n"])
 def test_a_missing_dependency_fails_under_ci(monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
     monkeypatch.setenv("CI", ci)
+    assert in_ci()  # else the dependency below skips, and a skip is no failure
     with pytest.raises(pytest.fail.Exception, match=r"missing dependency under CI: chromium \("):
         dependency(False, "chromium (apt-get install chromium)")
     dependency(True, "chromium")  # present: nothing happens
@@ -30,6 +31,7 @@ def test_a_missing_dependency_skips_elsewhere(
     monkeypatch: pytest.MonkeyPatch, ci: str | None
 ) -> None:
     _ci(monkeypatch, ci)
+    assert not in_ci()
     with pytest.raises(pytest.skip.Exception, match=r"missing dependency: chromium"):
         dependency(False, "chromium")
 
