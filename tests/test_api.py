@@ -6,7 +6,9 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -17,8 +19,9 @@ from qa.config import Settings
 from qa.pipeline import Pipeline
 from qa.server.app import LOADING, app_state, create_app
 from qa.server.run import load_in_background
+from qa.server.timing import parse
 from tests.conftest import DEMO_DOC_ID
-from tests.server_utils import LiveServer, wait_for
+from tests.server_utils import LiveServer, held, new_wording, wait_for
 
 ANSWER_KEYS = {
     "question", "standalone_question", "answer", "short_answer", "abstained", "abstain_reason",
@@ -45,6 +48,40 @@ def live(demo_settings: Settings, demo_pipeline: Pipeline) -> Iterator[LiveServe
 def client(live: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live.url, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def alone(demo_pipeline: Pipeline) -> Pipeline:
+    """The served index with a model instance of its own and nothing kept: the answer a
+    question gets the first time it is asked, with nothing else running. The server's answers
+    are compared with it, never with the served pipeline, which keeps what the server asked."""
+    from qa.embedding.models import SentenceTransformerEmbedder, export_dir_for
+    from qa.embedding.runtime import ExportedEmbedder
+
+    s = demo_pipeline.settings
+    embedder: Any
+    if s.embedding_backend == "torch":
+        embedder = SentenceTransformerEmbedder(
+            s.embedding_model,
+            device=s.device,
+            batch_size=s.embedding_batch_size,
+            dtype=s.embedding_dtype,
+            processes=s.embedding_processes,
+        )
+    else:
+        embedder = ExportedEmbedder(
+            s.embedding_model,
+            backend=s.embedding_backend,
+            batch_size=s.embedding_batch_size,
+            folder=export_dir_for(s),
+            workers=s.embedding_workers,
+        )
+    assert embedder is not demo_pipeline.embedder
+    return Pipeline(s, store=demo_pipeline.store, embedder=embedder)
+
+
+def no_timings(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "timings_ms"}
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, Any]]:
@@ -82,40 +119,60 @@ def test_ask_cites_exact_spans(client: httpx.Client, question: str, gold: str) -
         assert span == {"start": c["start"], "end": c["end"], "text": c["quote"]}
 
 
-def test_ask_is_the_pipeline_answer(client: httpx.Client, demo_pipeline: Pipeline) -> None:
-    question, _ = DEMO[0]
-    body = client.post("/ask", json={"question": question, "top_k": 3}).json()
-    expected = demo_pipeline.ask(question, top_k=3).to_dict()
-    body.pop("timings_ms"), expected.pop("timings_ms")
-    assert body == expected
+def test_ask_is_the_pipeline_answer(client: httpx.Client, alone: Pipeline) -> None:
+    question = new_wording(DEMO[0][0], 1)  # new to the server: answered, not recalled
+    r = client.post("/ask", json={"question": question, "top_k": 3})
+    assert set(parse(r.headers["server-timing"])) == {"queue", "work", "total"}
+    body = no_timings(r.json())
+    assert body == no_timings(alone.ask(question, top_k=3).to_dict())
     assert [p["n"] for p in body["passages"]] == [1, 2, 3]
+    assert DEMO[0][1] in body["answer"]
 
 
-def test_server_timing_says_where_the_time_went(client: httpx.Client) -> None:
-    from qa.server.timing import parse
+def test_server_timing_says_where_the_time_went(
+    demo_settings: Settings, demo_pipeline: Pipeline
+) -> None:
+    app = create_app(demo_settings, pipeline=demo_pipeline)
+    gate = app_state(app).gate
+    question = new_wording(DEMO[1][0], 2)  # new to this server: it runs on a worker
+    with (
+        LiveServer(app) as live,
+        httpx.Client(base_url=live.url, timeout=60) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        with held(gate):  # every worker busy: the request waits in the queue
+            queued = pool.submit(client.post, "/ask", json={"question": question})
+            wait_for(lambda: gate.pending == gate.workers + 1, what="the request to be queued")
+            t_queued = time.perf_counter()
+            time.sleep(0.2)
+            held_ms = (time.perf_counter() - t_queued) * 1000
+        r = queued.result(timeout=60)
+        spans = parse(r.headers["server-timing"])
+        assert set(spans) == {"queue", "work", "total"}
+        assert spans["queue"] >= held_ms  # it waited at least while the workers were held
+        assert spans["queue"] + spans["work"] <= spans["total"] + 0.2  # rounding: 0.1 each
+        assert spans["work"] >= r.json()["timings_ms"]["total"] - 0.1  # the pipeline ran there
+        # Asked again, its kept answer is given without a worker (`recall`).
+        again = parse(client.post("/ask", json={"question": question}).headers["server-timing"])
+        assert set(again) == {"recall", "total"} and again["recall"] <= again["total"]
+        # Requests with no worker step (and refusals) carry the total alone.
+        assert set(parse(client.get("/healthz").headers["server-timing"])) == {"total"}
+        assert "total;dur=" in client.post("/ask", json={}).headers["server-timing"]
 
-    question = f"{DEMO[1][0]} (timed)"  # new to this server: it runs on a worker
-    r = client.post("/ask", json={"question": question})
-    spans = parse(r.headers["server-timing"])
-    assert set(spans) == {"queue", "work", "total"}
-    assert spans["queue"] >= 0 and 0 < spans["work"] <= spans["total"]
-    assert spans["work"] >= r.json()["timings_ms"]["total"] - 0.1  # the pipeline runs in `work`
-    # Asked again, its kept answer is given without a worker (`recall`).
-    again = parse(client.post("/ask", json={"question": question}).headers["server-timing"])
-    assert set(again) == {"recall", "total"} and again["recall"] <= again["total"]
-    # Requests with no worker step (and refusals) carry the total alone.
-    assert set(parse(client.get("/healthz").headers["server-timing"])) == {"total"}
-    assert "total;dur=" in client.post("/ask", json={}).headers["server-timing"]
 
-
-def test_follow_up_uses_history(client: httpx.Client) -> None:
+def test_follow_up_uses_history(client: httpx.Client, alone: Pipeline) -> None:
     history = [
         {"role": "user", "content": "What did the National Network Information Office issue?"},
         {"role": "assistant", "content": "The Regulations on blockchain information services."},
     ]
     body = client.post("/ask", json={"question": "When?", "history": history}).json()
     assert body["question"] == "When?"
-    assert body["standalone_question"] != "When?"
+    # The earlier question's key words carried along (qa.answering.followup), and the answer is
+    # the one that standalone question gets.
+    standalone = "When (National Network Information Office issue)?"
+    assert body["standalone_question"] == standalone
+    expected = no_timings(alone.ask(standalone).to_dict())
+    assert no_timings(body) == {**expected, "question": "When?"}
 
 
 def test_stream_event_order(client: httpx.Client) -> None:
@@ -134,10 +191,10 @@ def test_stream_event_order(client: httpx.Client) -> None:
     assert gold in answer["answer"]
 
 
-def test_search_matches_cli_json(client: httpx.Client, demo_pipeline: Pipeline) -> None:
+def test_search_matches_cli_json(client: httpx.Client, alone: Pipeline) -> None:
     r = client.get("/search", params={"q": "cryptography law", "k": 2})
     assert r.status_code == 200
-    expected = [p.to_dict() for p in demo_pipeline.search("cryptography law", k=2)]
+    expected = [p.to_dict() for p in alone.search("cryptography law", k=2)]
     assert r.json() == {"question": "cryptography law", "passages": expected}
 
 
@@ -149,11 +206,19 @@ def test_document_and_health(client: httpx.Client, demo_pipeline: Pipeline) -> N
         "pages": [], "highlight": None,
     }  # fmt: skip
     assert client.get("/healthz").json() == {"status": "ok"}
+    wait_for(
+        lambda: client.get("/readyz").json()["warming_sentences"] is False,
+        what="/readyz to report the warm-up done",
+        timeout=300,
+    )
     ready = client.get("/readyz").json()
-    # How many sentences warm-up embedded depends on what earlier tests left in the shared
-    # pipeline's cache (tests/test_warmup.py checks the count).
-    assert isinstance(ready.pop("warming_sentences"), bool)
-    assert ready.pop("warmed_sentences") >= 0
+    # How many sentences warm-up read back or embedded depends on what earlier tests left in
+    # the shared pipeline (tests/test_warmup.py checks the count on a fresh index); done, it
+    # leaves the answerer no sentence of the index to embed.
+    assert ready.pop("warming_sentences") is False
+    assert type(ready.pop("warmed_sentences")) is int
+    answerer: Any = demo_pipeline.answerer()
+    assert answerer.warm_texts(demo_pipeline.store.chunks(), limit=10**6) == []
     assert ready == {
         "status": "ready", "documents": 1, "chunks": demo_pipeline.store.n_chunks,
         "model": "all-MiniLM-L6-v2", "answerer": "extractive",
@@ -165,19 +230,31 @@ def test_document_and_health(client: httpx.Client, demo_pipeline: Pipeline) -> N
     assert ready["embedding_backend_reason"].startswith("auto: ")
 
 
-def test_concurrent_requests_share_the_model(client: httpx.Client) -> None:
-    question, gold = DEMO[2]
-    results: list[str] = []
+def test_concurrent_requests_share_the_model(live: LiveServer, alone: Pipeline) -> None:
+    """8 questions new to the server at once: each is retrieved and answered on a worker with
+    the one shared model (none is a kept answer), and each gets the answer it gets alone."""
+    asked = [(new_wording(q, 100 + i), gold) for i, (q, gold) in enumerate(DEMO * 3)][:8]
+    start = threading.Barrier(len(asked))
+    responses: dict[str, httpx.Response] = {}
 
-    def one() -> None:
-        results.append(client.post("/ask", json={"question": question}).json()["answer"])
+    def one(question: str) -> None:
+        with httpx.Client(base_url=live.url, timeout=120) as c:
+            start.wait(timeout=30)
+            responses[question] = c.post("/ask", json={"question": question})
 
-    threads = [threading.Thread(target=one) for _ in range(8)]
+    threads = [threading.Thread(target=one, args=(q,)) for q, _ in asked]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 8 and len(set(results)) == 1 and gold in results[0]
+    assert len(responses) == len(asked)
+    for question, gold in asked:
+        r = responses[question]
+        assert r.status_code == 200, r.text
+        assert set(parse(r.headers["server-timing"])) == {"queue", "work", "total"}, question
+        body = no_timings(r.json())
+        assert gold in body["answer"], body
+        assert body == no_timings(alone.ask(question).to_dict())
 
 
 def test_openapi_documents_examples(client: httpx.Client) -> None:
