@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,10 +61,31 @@ def fresh(demo_pipeline: Pipeline) -> tuple[Pipeline, Counting]:
     return pipeline, counting
 
 
+class WatchedGate(Gate):
+    """A Gate counting how often a thread other than the test's asks whether it is busy (the
+    warm-up does before each encoder call, and waits while it is)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked = 0
+
+    @property
+    def pending(self) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            self.asked += 1
+        return super().pending
+
+
+def waits_busy(gate: WatchedGate, counting: Counting, *, looks: int = 10) -> None:
+    """Wait until the warm-up found the held gate busy `looks` more times, or it embedded."""
+    target = gate.asked + looks
+    wait_for(lambda: gate.asked >= target or counting.embedded, what="warm-up to look again")
+
+
 @pytest.fixture
-def gate() -> Iterator[Gate]:
+def gate() -> Iterator[WatchedGate]:
     """One worker, as on a one-core machine: holding it makes the server busy."""
-    one = Gate(workers=1, queue_limit=4, retry_after=1)
+    one = WatchedGate(workers=1, queue_limit=4, retry_after=1)
     yield one
     one.close()
 
@@ -125,15 +147,15 @@ def test_a_stopped_warm_up_ends_after_the_call_under_way(
 
 
 def test_warm_up_waits_while_a_request_holds_every_worker(
-    gate: Gate, fresh: tuple[Pipeline, Counting]
+    gate: WatchedGate, fresh: tuple[Pipeline, Counting]
 ) -> None:
     pipeline, counting = fresh
     warmup = Warmup(gate, limit=40_000)
-    with held(gate) as release:
+    with held(gate):
         warmup.start(pipeline)
         assert warmup.running
-        assert not release.wait(0.5)  # half a second with the only worker busy
-        assert counting.embedded == []  # ... and no sentence embedded meanwhile
+        waits_busy(gate, counting)  # it looked at the busy worker again and again ...
+        assert counting.embedded == []  # ... and embedded no sentence meanwhile
     wait_for(lambda: not warmup.running, what="warm-up to finish once the worker is free")
     assert warmup.sentences == len(counting.embedded) > pipeline.store.n_chunks
 
@@ -209,7 +231,7 @@ def test_a_restart_reads_the_sentence_vectors_from_disk(
 
 
 def test_kept_vectors_are_read_back_while_the_missing_ones_wait_for_a_core(
-    gate: Gate, copied: Settings, demo_pipeline: Pipeline
+    gate: WatchedGate, copied: Settings, demo_pipeline: Pipeline
 ) -> None:
     total = warmed(gate, served(copied, demo_pipeline)[0]).sentences
     with sqlite3.connect(cache_dir_for(copied.index_dir) / SENTENCES_FILE) as db:
@@ -225,9 +247,10 @@ def test_kept_vectors_are_read_back_while_the_missing_ones_wait_for_a_core(
 
     answerer.remember = remember  # type: ignore[attr-defined]
     warmup = Warmup(gate, limit=40_000)
-    with held(gate) as release:
+    with held(gate):
         warmup.start(restarted)
         wait_for(lambda: len(remembered) == total - 5, what="the kept vectors read back")
-        assert not release.wait(0.3) and warmup.running and counting.embedded == []
+        waits_busy(gate, counting)
+        assert warmup.running and counting.embedded == []
     wait_for(lambda: not warmup.running, what="the five missing ones embedded")
     assert len(counting.embedded) == 5 and warmup.sentences == total
