@@ -426,8 +426,16 @@ def test_compare_answerers_and_retrieval_only(
     )
     assert first["answers"]["contains_gold"] == 1.0
     assert first["retrieval"] == extractive["retrieval"]
-    for key in ("em", "f1", "contains_gold"):
-        assert 0.0 <= extractive["answers"][key] <= 1.0
+    # The real answerer on questions its top passage answers in so many words: every answer
+    # holds its gold and quotes its evidence, every citation is right and supported, and it
+    # abstains on the unanswerable one only. (Its short answers are its own span choice.)
+    answers = extractive["answers"]
+    assert (answers["n"], answers["contains_gold"], answers["quotes_evidence"]) == (3, 1.0, 1.0)
+    assert extractive["citations"] == {"precision": 1.0, "recall": 1.0, "supported": 1.0, "n": 4}
+    assert extractive["abstention"] == {
+        "precision": 1.0, "recall": 1.0, "f1": 1.0, "false_abstention_rate": 0.0,
+    }  # fmt: skip
+    assert extractive["failures"] == []
     assert "Δ" in capsys.readouterr().out
 
     # Retrieval only, through a plain questions file on the index built above.
