@@ -154,10 +154,11 @@ def test_abstains_on_unanswerable_demo_questions(
     retriever, _ = demo
     unanswerable = [q for q in demo_questions() if not q["answerable"]]
     abstained = {q["id"] for q in unanswerable if ask(answerer, retriever, q).abstained}
-    assert abstained == ABSTAINED_UNANSWERABLE
+    # A floor: each rule below still abstains; abstaining on more of the 12 is an improvement.
+    assert abstained >= ABSTAINED_UNANSWERABLE, sorted(ABSTAINED_UNANSWERABLE - abstained)
 
 
-# Measured with the calibrated defaults: 8 of the 12; the other four get (wrongly) answered.
+# Measured with the calibrated defaults: at least these 8 of the 12, each by the rule named.
 ABSTAINED_UNANSWERABLE = {
     "demo-046",  # Shenzhen: not in the article (key-word rule)
     "demo-048",  # a "third" batch: not in the article (key-word rule)
