@@ -33,6 +33,7 @@ def test_readme_starts_with_the_run_and_test_commands() -> None:
     assert _commands() == [RUN, TEST]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert ci.strip().splitlines()[-1] == TEST
+    assert "\nexport CI=true\n" in ci  # a missing dependency fails there, whatever runs it
 
 
 def _free_port() -> int:
