@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from qa.config import Settings, load_settings
+from qa.pipeline import Pipeline
 from qa.server.admission import Gate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,3 +190,31 @@ def new_wording(question: str, n: int) -> str:
         out.append(" " * (1 + n % 4) + word)
         n //= 4
     return "".join(out)
+
+
+def answering_alone(pipeline: Pipeline) -> Pipeline:
+    """`pipeline`'s index with a model instance of its own and nothing kept: the answer a
+    question gets the first time it is asked, with nothing else running. A server's answers are
+    compared with this one; the served pipeline would give back what the server kept."""
+    from qa.embedding.models import SentenceTransformerEmbedder, export_dir_for
+    from qa.embedding.runtime import ExportedEmbedder
+
+    s = pipeline.settings
+    embedder: Any
+    if s.embedding_backend == "torch":
+        embedder = SentenceTransformerEmbedder(
+            s.embedding_model,
+            device=s.device,
+            batch_size=s.embedding_batch_size,
+            dtype=s.embedding_dtype,
+            processes=s.embedding_processes,
+        )
+    else:
+        embedder = ExportedEmbedder(
+            s.embedding_model,
+            backend=s.embedding_backend,
+            batch_size=s.embedding_batch_size,
+            folder=export_dir_for(s),
+            workers=s.embedding_workers,
+        )
+    return Pipeline(s, store=pipeline.store, embedder=embedder)

@@ -21,7 +21,7 @@ from qa.server.app import LOADING, app_state, create_app
 from qa.server.run import load_in_background
 from qa.server.timing import parse
 from tests.conftest import DEMO_DOC_ID
-from tests.server_utils import LiveServer, held, new_wording, wait_for
+from tests.server_utils import LiveServer, answering_alone, held, new_wording, wait_for
 
 ANSWER_KEYS = {
     "question", "standalone_question", "answer", "short_answer", "abstained", "abstain_reason",
@@ -52,32 +52,9 @@ def client(live: LiveServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def alone(demo_pipeline: Pipeline) -> Pipeline:
-    """The served index with a model instance of its own and nothing kept: the answer a
-    question gets the first time it is asked, with nothing else running. The server's answers
-    are compared with it, never with the served pipeline, which keeps what the server asked."""
-    from qa.embedding.models import SentenceTransformerEmbedder, export_dir_for
-    from qa.embedding.runtime import ExportedEmbedder
-
-    s = demo_pipeline.settings
-    embedder: Any
-    if s.embedding_backend == "torch":
-        embedder = SentenceTransformerEmbedder(
-            s.embedding_model,
-            device=s.device,
-            batch_size=s.embedding_batch_size,
-            dtype=s.embedding_dtype,
-            processes=s.embedding_processes,
-        )
-    else:
-        embedder = ExportedEmbedder(
-            s.embedding_model,
-            backend=s.embedding_backend,
-            batch_size=s.embedding_batch_size,
-            folder=export_dir_for(s),
-            workers=s.embedding_workers,
-        )
-    assert embedder is not demo_pipeline.embedder
-    return Pipeline(s, store=demo_pipeline.store, embedder=embedder)
+    """The served index, nothing kept: the server's answers are compared with it, never with
+    the served pipeline, which keeps what the server was asked."""
+    return answering_alone(demo_pipeline)
 
 
 def no_timings(body: dict[str, Any]) -> dict[str, Any]:
