@@ -1,7 +1,7 @@
 """Settings: the one place that reads the environment (prefix `QA_`, or a `.env` file).
 
 The `.env` file is the working directory's unless `QA_ENV_FILE` names another; set empty, no
-file is read (the test suite sets it so, so a developer's `.env` cannot reach a test).
+file is read (the test suite sets it empty: a developer's `.env` cannot reach a test).
 
 Built once at the edge (CLI, server start-up) and passed down as an object. CLI options
 mirror these fields one to one (`--chunk-tokens` <-> `QA_CHUNK_TOKENS` <-> `chunk_tokens`).
