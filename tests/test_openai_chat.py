@@ -162,7 +162,8 @@ def test_the_real_servers_token_counts_reach_the_meter(llm_server: str) -> None:
     chat = answerer(llm_server)
     meter = metered()
     chat.answer("What did Huangpu launch?", PASSAGES)
-    assert meter.calls == 1 and meter.prompt_tokens > 50 and 0 < meter.completion_tokens <= 48
+    assert meter.complete and meter.calls == 1
+    assert meter.prompt_tokens > 50 and 0 < meter.completion_tokens <= 48
 
 
 def test_rewrite_question_against_the_real_server(llm_server: str) -> None:  # noqa: F811
@@ -456,7 +457,19 @@ def test_the_meter_adds_up_what_the_server_reports_blocking_and_streamed() -> No
         meter = metered()
         chat.answer("Q?", PASSAGES)
         list(chat.stream("Q?", PASSAGES))
-        assert (meter.prompt_tokens, meter.completion_tokens, meter.calls) == (642, 24, 2)
+        assert meter == TokenUsage(642, 24, calls=2, reported=2) and meter.complete
         # A call made in another context (another request) counts on its own meter, not this.
         contextvars.Context().run(chat.answer, "Q?", PASSAGES)
-    assert meter == TokenUsage(642, 24, 2)
+    assert meter == TokenUsage(642, 24, calls=2, reported=2)
+
+
+def test_a_call_without_usage_makes_the_meter_incomplete() -> None:
+    def silent(h: BaseHTTPRequestHandler) -> None:
+        h.rfile.read(int(h.headers["Content-Length"]))
+        reply(h, 200, completion(REPLY))
+
+    with serve(counting_llm) as counting, serve(silent) as plain:
+        meter = metered()
+        answerer(counting).answer("Q?", PASSAGES)
+        answerer(plain).answer("Q?", PASSAGES)
+    assert meter == TokenUsage(321, 12, calls=2, reported=1) and not meter.complete

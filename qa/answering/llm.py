@@ -46,17 +46,24 @@ class TokenUsage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    calls: int = 0  # the server's replies that carried a `usage` object
+    calls: int = 0  # replies the server finished
+    reported: int = 0  # ... of which carried a `usage` object
+
+    @property
+    def complete(self) -> bool:
+        """Whether the server counted every call (a partial sum would undercount)."""
+        return 0 < self.calls == self.reported
 
     def add(self, usage: object) -> None:
-        """Count an OpenAI `usage` object from a reply (anything else is ignored)."""
+        """Count one finished call and its OpenAI `usage` object (None: it sent none)."""
+        self.calls += 1
         if not isinstance(usage, dict):
             return
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if isinstance(prompt, int) and isinstance(completion, int):
             self.prompt_tokens += prompt
             self.completion_tokens += completion
-            self.calls += 1
+            self.reported += 1
 
 
 # The meter of the request being answered, if its caller asked for one (`metered`). A context
@@ -178,6 +185,7 @@ class ChatClient:
             return response
 
         response = self._with_retries(open_stream)
+        usage: list[object] = []  # the usage-only last chunk, if the server sends one
         try:
             lines = response.iter_lines()
             while True:
@@ -187,11 +195,12 @@ class ChatClient:
                     raise exc.error from None
                 if line is None:
                     break
-                delta = self._parse_sse_line(line)
+                delta = self._parse_sse_line(line, usage)
                 if delta is _DONE:
                     break
                 if delta:
                     yield str(delta)
+            _record(usage[-1] if usage else None)
         finally:
             response.close()
 
@@ -282,8 +291,9 @@ class ChatClient:
                 f"{self._scrub(text[:200])!r}. Is QA_LLM_BASE_URL an OpenAI-compatible /v1 URL?"
             ) from None
 
-    def _parse_sse_line(self, line: str) -> str | object | None:
-        """The content delta of one SSE line, `_DONE` at the end marker, None for the rest."""
+    def _parse_sse_line(self, line: str, usage: list[object]) -> str | object | None:
+        """The content delta of one SSE line, `_DONE` at the end marker, None for the rest;
+        a `usage` object is appended to `usage`."""
         if not line.startswith("data:"):
             return None  # comments (": ping"), event names, blank separators
         data = line[5:].strip()
@@ -291,7 +301,7 @@ class ChatClient:
             return _DONE
         event = self._json(data)
         if isinstance(event, dict) and event.get("usage"):
-            _record(event["usage"])
+            usage.append(event["usage"])
         if isinstance(event, dict) and event.get("error"):
             raise BackendError(
                 f"The LLM backend at {self.base_url} failed mid-stream: "

@@ -2,9 +2,10 @@
 
 Clients read `completion.usage` (cost meters, context trackers; simonw's `llm` fails without
 it), so every completion carries one. When the answer came from an LLM server that reported its
-own counts (`qa.answering.llm.metered`), those are the numbers. Otherwise they are counted with
-the tiktoken encoding the index is chunked with (setting `encoding`): `prompt_tokens` are the
-request's messages plus the passages the answerer read, `completion_tokens` the answer text.
+own counts for every call (`qa.answering.llm.metered`), those are the numbers. Otherwise they
+are counted with the tiktoken encoding the index is chunked with (setting `encoding`):
+`prompt_tokens` are the request's messages plus the passages the answerer read,
+`completion_tokens` the answer text.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class UsageCounter:
 
     def usage(self, answer: Answer) -> dict[str, int]:
         """OpenAI's `usage`: prompt_tokens, completion_tokens, total_tokens."""
-        if self.meter.calls:
+        if self.meter.complete:
             prompt, completion = self.meter.prompt_tokens, self.meter.completion_tokens
         else:
             read = sum(p.chunk.n_tokens for p in answer.passages)
