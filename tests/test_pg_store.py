@@ -83,10 +83,12 @@ def _env() -> dict[str, str]:
 
 
 def _cli_settings(s: Settings) -> list[str]:
+    """The options of `s` for a `qa` process. `--index` too: the Postgres store keeps its
+    embedding and sentence caches beside index_dir, which defaults to the working folder's."""
     assert s.database_url is not None
     return [
         "--store", "postgres", "--database-url", s.database_url.get_secret_value(),
-        "--pg-schema", s.pg_schema, "--corpus", str(s.corpus_dir),
+        "--pg-schema", s.pg_schema, "--corpus", str(s.corpus_dir), "--index", str(s.index_dir),
     ]  # fmt: skip
 
 
