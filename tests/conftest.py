@@ -83,7 +83,14 @@ def browser() -> Iterator[Any]:
     dependency(CHROMIUM.is_file(), f"{CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
+    # Chromium keeps crash-report settings in ~/.config/chromium and GLib's dconf a file in
+    # ~/.cache/dconf (without XDG_RUNTIME_DIR): this run's temp folder instead.
+    dirs = {"XDG_CONFIG_HOME": "config", "XDG_CACHE_HOME": "cache", "XDG_RUNTIME_DIR": "runtime"}
+    env = dict(os.environ)
+    for variable, name in dirs.items():
+        env[variable] = os.path.join(_RUN, "chromium", name)
+        os.makedirs(env[variable], mode=0o700, exist_ok=True)
     with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, env=env)
         yield launched
         launched.close()
