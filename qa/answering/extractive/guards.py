@@ -124,7 +124,7 @@ def guard_reason(
     sentences ranked down for naming another month/year than the question.
     """
     # A name, number or ordinal of the question that no passage holds ("Shenzhen", "third").
-    absent_keys = [w for w in key_words(question) if not mentioned(w, all_terms)]
+    absent_keys = absent_key_words(question, all_terms)
     if absent_keys and "absent_name" not in skip:
         return f"The documents do not mention {', '.join(map(repr, absent_keys[:3]))}."
     if features["negation_lost"] and "negation" not in skip:
@@ -149,6 +149,11 @@ def guard_reason(
         assert clash is not None
         return f"The matching sentence gives {clash[1]!r}, not the question's {clash[0]!r}."
     return None
+
+
+def absent_key_words(question: str, all_terms: set[str]) -> list[str]:
+    """The question's names, numbers and ordinals that no retrieved sentence mentions."""
+    return [w for w in key_words(question) if not mentioned(w, all_terms)]
 
 
 def key_words(question: str) -> list[str]:

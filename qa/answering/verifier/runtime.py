@@ -125,20 +125,15 @@ class Verifier:
 
 def _best_span(start: np.ndarray, end: np.ndarray, encoding: Any, n: int) -> tuple[int, int] | None:
     """The highest start+end pair inside the sentence (start <= end, a short span)."""
-    seq = encoding.sequence_ids
-    offsets = encoding.offsets
-    inside = [i for i in range(n) if seq[i] == 1 and offsets[i][1] > offsets[i][0]]
-    if not inside:
+    seq, offsets = encoding.sequence_ids, encoding.offsets
+    inside = np.array([i for i in range(n) if seq[i] == 1 and offsets[i][1] > offsets[i][0]])
+    if not len(inside):
         return None
-    best, pick = -np.inf, None
-    for i in inside:
-        for j in inside:
-            if j < i or j - i >= MAX_SPAN_TOKENS:
-                continue
-            score = float(start[i]) + float(end[j])
-            if score > best:
-                best, pick = score, (offsets[i][0], offsets[j][1])
-    return pick
+    scores = start[inside][:, None] + end[inside][None, :]
+    gap = inside[None, :] - inside[:, None]
+    scores = np.where((gap >= 0) & (gap < MAX_SPAN_TOKENS), scores, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return offsets[int(inside[i])][0], offsets[int(inside[j])][1]
 
 
 def _read_combiner(path: Path) -> Combiner:
