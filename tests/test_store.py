@@ -121,7 +121,10 @@ def test_round_trip(settings: Settings) -> None:
     assert m["counts"] == {"documents": 3, "chunks": 12, "files": 1}
     assert m["files"] == {"d0.txt": "abc"}
     assert m["documents"] == {d.id: d.content_hash for d in docs}
-    assert set(m["versions"]) == {"qa", "faiss", "sentence-transformers", "torch", "tiktoken"}
+    assert set(m["versions"]) == {
+        "qa", "faiss", "sentence-transformers", "torch", "tiktoken", "verifier",
+    }  # fmt: skip
+    assert m["versions"]["verifier"].startswith("minilm-verifier-")
     assert m["built_at"].endswith("+00:00")
     assert json.loads((settings.index_dir / "manifest.json").read_text()) == m
     store.close()
