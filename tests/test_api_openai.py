@@ -16,7 +16,7 @@ from qa.config import Settings
 from qa.pipeline import Pipeline
 from qa.server.app import LOADING, create_app
 from tests.needs import dependency
-from tests.server_utils import LiveServer
+from tests.server_utils import LiveServer, answering_alone
 
 if TYPE_CHECKING:
     import openai
@@ -83,7 +83,9 @@ def test_plain_question_is_the_ask_answer(client: openai.OpenAI, demo_pipeline: 
     assert text is not None and GOLD in text
     qa = (completion.model_extra or {})["qa"]
     assert qa["answer"] == text and qa["abstained"] is False
-    expected = demo_pipeline.ask(QUESTION, answerer="extractive").to_dict()
+    # What the question gets the first time, from a pipeline that kept nothing: the served
+    # pipeline would give back the answer the HTTP call just stored.
+    expected = answering_alone(demo_pipeline).ask(QUESTION, answerer="extractive").to_dict()
     assert without_timings(qa) == without_timings(expected)
     assert qa["citations"]
     for c in qa["citations"]:
@@ -99,11 +101,12 @@ def test_follow_up_from_earlier_messages(client: openai.OpenAI, demo_pipeline: P
     ]
     completion = client.chat.completions.create(model="qa-extractive", messages=messages)
     qa = (completion.model_extra or {})["qa"]
-    assert qa["question"] == "When?" and qa["standalone_question"] != "When?"
+    assert qa["question"] == "When?"
+    assert qa["standalone_question"] == "When (National Network Information Office issue)?"
     from qa.types import Turn
 
     history = tuple(Turn(m["role"], m["content"]) for m in HISTORY)  # type: ignore[arg-type]
-    expected = demo_pipeline.ask("When?", history=history).to_dict()
+    expected = answering_alone(demo_pipeline).ask("When?", history=history).to_dict()
     assert without_timings(qa) == without_timings(expected)
     assert completion.choices[0].message.content == expected["answer"]
 
