@@ -196,6 +196,10 @@ def test_tiny_training_run_exports_onnx_that_agrees_with_torch(tmp_path: Path) -
     assert hashlib.sha256((out / "verifier.onnx").read_bytes()).hexdigest() == meta["sha256"]
     assert "your question set" in (out / "CARD.md").read_text()
 
+    missing = main(["--squad-dir", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert missing == 2 and not (tmp_path / "x").exists()
+    assert main(["--no-public", "--set", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+
     pairs = load_question_set(folder)
     assert {p.label for p in pairs} == {0, 1}
     net, tokenizer, report = train(pairs, (), TrainConfig(max_pairs=16, batch_size=8, bf16=False))

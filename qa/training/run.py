@@ -66,6 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     train_pairs: list[Pair] = []
     heldout: list[Pair] = []
     sources: list[str] = []
+    missing = [n for n in SQUAD_FILES if not (args.squad_dir / n).is_file()]
+    if not args.no_public and missing:
+        print(
+            f"The SQuAD 2.0 files {', '.join(missing)} are not in {args.squad_dir}. Point "
+            "--squad-dir at them (shared/train/squad2 beside a checkout), or train on your own "
+            "set alone: --no-public --set FOLDER.",
+            file=sys.stderr,
+        )
+        return 2
+    for folder in args.sets:
+        if not (folder / "questions.jsonl").is_file() or not (folder / "corpus.jsonl").is_file():
+            print(
+                f"{folder} is no qa eval dataset folder: it needs corpus.jsonl and "
+                "questions.jsonl.",
+                file=sys.stderr,
+            )
+            return 2
     if not args.no_public:
         for name in SQUAD_FILES:
             path = args.squad_dir / name
