@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -25,6 +24,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_http import cpu_model, memory_mb  # noqa: E402
 
 from qa.config import load_settings  # noqa: E402
 from qa.embedding.models import get_embedder  # noqa: E402
@@ -36,17 +38,7 @@ CLAPNQ = ROOT.parent / "shared" / "eval" / "clapnq-dev-a"
 
 
 def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+    return memory_mb(os.getpid())["VmRSS"]
 
 
 def corpus_sets() -> list[tuple[str, Path, list[str]]]:

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.answering.extractive.answerer import VERIFIED, ExtractiveAnswerer  # noqa: E402
+from qa.answering.extractive.guards import GUARDS  # noqa: E402
 from qa.answering.followup import rewrite_followup  # noqa: E402
 from qa.answering.verifier import Verifier  # noqa: E402
 from qa.config import load_settings  # noqa: E402
@@ -53,6 +54,7 @@ from qa.ingest.build import build_index  # noqa: E402
 from qa.resources import VERIFIER_DIR  # noqa: E402
 from qa.retrieval.retriever import Retriever  # noqa: E402
 from qa.stores import open_store  # noqa: E402
+from qa.training.verifier import auc  # noqa: E402
 from qa.types import Chunk, Passage, Turn  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -64,20 +66,13 @@ DEMO = ROOT / "bench" / "demo_questions.jsonl"
 FEATURES = (
     "bias", "verifier", "verifier_second", "top_score", "sentence_sim", "sentence_lex",
     "context_lex", "cue", "missing", "context_sim", "word_cover", "key_cover", "margin",
-    "best_passage", "opposite", "absent_key", "no_typed_span",
+    "best_passage", "opposite", "no_typed_span",
 )  # fmt: skip
 # The direction each feature must push the confidence; a fit that flips one learned a quirk.
 SIGNS = {"verifier": 1, "verifier_second": 1, "top_score": 1, "sentence_sim": 1,
          "sentence_lex": 1, "context_lex": 1, "cue": 1, "missing": -1, "context_sim": 1,
          "word_cover": 1, "key_cover": 1, "margin": 1, "best_passage": 1,
-         "opposite": -1, "absent_key": -1, "no_typed_span": -1}  # fmt: skip
-GUARDS = {  # guard message prefix -> name
-    "The documents do not mention": "absent_name",
-    "The question asks about what is not so": "negation",
-    "No quoted sentence holds the": "answer_type",
-    "The quoted sentence gives": "date_clash",
-    "The matching sentence gives": "date_elsewhere",
-}
+         "opposite": -1, "no_typed_span": -1}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -170,9 +165,7 @@ def _rows(name: str, questions: list[dict], roles: list[str], corpus_dir: Path, 
             correct = q["answerable"] and quotes_evidence(quotes, q["evidence"])
         else:
             correct = q["answerable"] and bool(contains_gold(" ".join(quotes), q["answers"]))
-        guard = None
-        if analysis.guard is not None:
-            guard = next((v for k, v in GUARDS.items() if analysis.guard.startswith(k)), "other")
+        guard = analysis.guard.rule if analysis.guard is not None else None
         rows.append(Row(q["id"], name, role, q["answerable"], q["answers"],
                         {k: float(v) for k, v in analysis.features.items()}, correct,
                         analysis.short_answer(text), ms, guard))  # fmt: skip
@@ -217,15 +210,6 @@ def _verified(row: Row) -> bool:
     """The answer-type rule yields where the verifier reads the sentence as the answer."""
     p = 1.0 / (1.0 + math.exp(-row.features.get("verifier", -30.0)))
     return row.guard == "answer_type" and p >= VERIFIED
-
-
-def auc(labels: list[bool], scores: np.ndarray) -> float:
-    pos = scores[np.array(labels, dtype=bool)]
-    neg = scores[~np.array(labels, dtype=bool)]
-    if not len(pos) or not len(neg):
-        return math.nan
-    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(wins / (len(pos) * len(neg)))
 
 
 def outcomes(
@@ -353,8 +337,8 @@ def main() -> int:
     # A rule stays while it earns its keep on one kind of question at least: it is dropped
     # only when every fit set's abstention recall (at the false-abstention budget) is at least
     # as high without it.
-    guards = set(GUARDS.values()) | {"other"}
-    for name in sorted(GUARDS.values()):
+    guards = set(GUARDS)
+    for name in sorted(GUARDS):
         without = guards - {name}
         fired = sum(r.guard == name for r in fit)
         gains = [recall_at(part, guards) - recall_at(part, without) for part in parts]

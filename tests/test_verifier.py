@@ -185,7 +185,7 @@ def test_tiny_training_run_exports_onnx_that_agrees_with_torch(tmp_path: Path) -
     from qa.answering.verifier import Verifier
     from qa.training.pairs import load_question_set
     from qa.training.run import main
-    from qa.training.verifier import TrainConfig, export, train
+    from qa.training.verifier import MAX_TOKENS, TrainConfig, export, train
 
     folder = write_set(tmp_path / "set")
     out = tmp_path / "model"
@@ -206,8 +206,18 @@ def test_tiny_training_run_exports_onnx_that_agrees_with_torch(tmp_path: Path) -
     fp32 = tmp_path / "fp32"
     export(net, tokenizer, fp32, heldout=pairs[:8], report=report, sources=["t"], quantize=False)
     question = "Who founded the Harbor Street Laboratory?"
-    sentences = [PASSAGES["harbor"][1].split(". ")[1], "The mill closed in 1958."]
-    enc = tokenizer([question] * 2, sentences, padding=True, return_tensors="pt")
+    # A sentence past the model's length is cut as in training: its end goes, [SEP] stays.
+    long = "The laboratory tested " + ", ".join(f"hull sample {i}" for i in range(60)) + "."
+    sentences = [PASSAGES["harbor"][1].split(". ")[1], "The mill closed in 1958.", long]
+    enc = tokenizer(
+        [question] * 3,
+        sentences,
+        padding=True,
+        truncation="only_second",
+        max_length=MAX_TOKENS,
+        return_tensors="pt",
+    )
+    assert enc["input_ids"].shape[1] == MAX_TOKENS
     with torch.inference_mode():
         logit, _, _ = net(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
     expected = torch.sigmoid(logit).numpy()

@@ -17,7 +17,6 @@ Sentences are split with the answerer's own splitter, so training sees what serv
 from __future__ import annotations
 
 import json
-import random
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -203,9 +202,3 @@ class _Bm25:
             show_progress=False,
         )
         return [self.ids[int(i)] for i in docs[0]]
-
-
-def shuffled(pairs: Sequence[Pair], seed: int) -> list[Pair]:
-    out = list(pairs)
-    random.Random(seed).shuffle(out)
-    return out

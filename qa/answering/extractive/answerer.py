@@ -35,7 +35,7 @@ from qa.answering.extractive.guards import (
     GUARDS,
     TYPED_KINDS,
     WORDS,
-    absent_key_words,
+    Guard,
     date_clash,
     guard_reason,
     key_cover,
@@ -334,11 +334,9 @@ class ExtractiveAnswerer:
             "margin": float(best.score - runner_up),
             "best_passage": float(best.passage.score),
             "opposite": float(opposite_word(question, quoted) is not None),
-            # A name, number or ordinal of the question that no retrieved sentence holds.
-            "absent_key": float(bool(absent_key_words(question, all_terms))),
-            # A "when"/"how many"/"who" question whose quote holds no such span.
-            "no_typed_span": float(kind in TYPED_KINDS and _cue(question, quoted, kind) == 0.0),
         }
+        # A "when"/"how many"/"who" question whose quote holds no such span.
+        features["no_typed_span"] = float(kind in TYPED_KINDS and features["cue"] == 0.0)
         verdict = verdicts.get(best)
         combiner = self.verifier.combiner if self.verifier is not None else None
         if verdict is not None:
@@ -435,7 +433,7 @@ class Analysis:
     features: dict[str, float]
     confidence: float
     missing: tuple[str, ...]  # question words (as typed) that no retrieved sentence holds
-    guard: str | None = None  # a rule that forces abstention, whatever the confidence
+    guard: Guard | None = None  # a rule that forces abstention, whatever the confidence
     verdict: Verdict | None = None  # the verifier's reading of the best sentence
 
     def short_answer(self, question: str) -> str | None:
@@ -452,7 +450,7 @@ class Analysis:
     def reason(self, threshold: float) -> str:
         """Why the answerer abstains, in words a user understands."""
         if self.guard is not None:
-            return f"{self.guard[:-1]} (confidence {self.confidence:.2f})."
+            return f"{self.guard.message[:-1]} (confidence {self.confidence:.2f})."
         reason = (
             f"The best passages match the question weakly (confidence {self.confidence:.2f} "
             f"< threshold {threshold:.2f})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from qa.answering.citations import STOPWORDS, stem
 from qa.stores.bm25 import tokenize
@@ -104,6 +105,14 @@ for _a, _b in _OPPOSITES:
 GUARDS = ("absent_name", "negation", "answer_type", "date_clash", "date_elsewhere")
 
 
+@dataclass(frozen=True)
+class Guard:
+    """A rule that forces abstention: its name (of `GUARDS`) and why, in the user's words."""
+
+    rule: str
+    message: str
+
+
 def guard_reason(
     question: str,
     kind: str | None,
@@ -115,7 +124,7 @@ def guard_reason(
     clashing: list[tuple[float, str]],
     *,
     skip: Collection[str] = (),
-) -> str | None:
+) -> Guard | None:
     """Why the answerer must abstain whatever its confidence, or None. Rules named in `skip`
     (of `GUARDS`) are not applied: the fitted combiner decides those cases better.
 
@@ -124,19 +133,27 @@ def guard_reason(
     sentences ranked down for naming another month/year than the question.
     """
     # A name, number or ordinal of the question that no passage holds ("Shenzhen", "third").
-    absent_keys = absent_key_words(question, all_terms)
-    if absent_keys and "absent_name" not in skip:
-        return f"The documents do not mention {', '.join(map(repr, absent_keys[:3]))}."
+    if "absent_name" not in skip and (absent := absent_key_words(question, all_terms)):
+        words = ", ".join(map(repr, absent[:3]))
+        return Guard("absent_name", f"The documents do not mention {words}.")
     if features["negation_lost"] and "negation" not in skip:
         # SQuAD 2 writes unanswerable questions by negating a sentence of the passage
         # ("What is *not* used to ...?"): a quote that negates nothing does not answer them.
-        return "The question asks about what is not so; the quoted sentence says what is."
+        return Guard(
+            "negation", "The question asks about what is not so; the quoted sentence says what is."
+        )
     if kind in TYPED_KINDS and features["cue"] == 0.0 and "answer_type" not in skip:
         # Answer-type agreement: a "when" answered by a sentence with no date, a "who" by one
         # that names nobody (besides the question's own names) does not answer it.
-        return f"No quoted sentence holds the {TYPED_KINDS[kind]} the question asks for."
+        return Guard(
+            "answer_type",
+            f"No quoted sentence holds the {TYPED_KINDS[kind]} the question asks for.",
+        )
     if "date_clash" not in skip and (clash := date_clash(question, quoted, context)):
-        return f"The quoted sentence gives {clash[1]!r}, not the question's {clash[0]!r}."
+        return Guard(
+            "date_clash",
+            f"The quoted sentence gives {clash[1]!r}, not the question's {clash[0]!r}.",
+        )
     if (
         "date_elsewhere" not in skip
         and clashing
@@ -147,7 +164,10 @@ def guard_reason(
         # hold the asked-for date either: the fact asked for is not in the text.
         clash = date_clash(question, top[1], set())
         assert clash is not None
-        return f"The matching sentence gives {clash[1]!r}, not the question's {clash[0]!r}."
+        return Guard(
+            "date_elsewhere",
+            f"The matching sentence gives {clash[1]!r}, not the question's {clash[0]!r}.",
+        )
     return None
 
 

@@ -77,7 +77,9 @@ class Verifier:
         self.max_question_tokens = int(self.meta.get("max_question_tokens", 40))
         tokenizer = Tokenizer.from_file(str(files["tokenizer.json"]))
         tokenizer.no_padding()
-        tokenizer.no_truncation()
+        # Set once (a setting of the shared object, not per call): a long sentence loses its
+        # end, never the question or the closing [SEP], as in training.
+        tokenizer.enable_truncation(self.max_tokens, strategy="only_second")
         self._tokenizer = tokenizer
         self._pad = tokenizer.token_to_id("[PAD]") or 0
         options = ort.SessionOptions()
@@ -94,7 +96,8 @@ class Verifier:
         """One Verdict per sentence, from one batched forward pass."""
         if not sentences:
             return []
-        encodings = [self._encode(question, s) for s in sentences]
+        question = self._cap(question)
+        encodings = self._tokenizer.encode_batch([(question, s) for s in sentences])
         n = max(len(e.ids) for e in encodings)
         ids = np.full((len(encodings), n), self._pad, dtype=np.int64)
         mask = np.zeros((len(encodings), n), dtype=np.int64)
@@ -113,14 +116,12 @@ class Verifier:
             out.append(Verdict(prob, span, text))
         return out
 
-    def _encode(self, question: str, sentence: str) -> Any:
+    def _cap(self, question: str) -> str:
+        """The question cut to the first max_question_tokens tokens, as training cut it."""
         q = self._tokenizer.encode(question, add_special_tokens=False)
         if len(q.ids) > self.max_question_tokens:
-            question = question[: q.offsets[self.max_question_tokens - 1][1]]
-        pair = self._tokenizer.encode(question, sentence)
-        if len(pair.ids) > self.max_tokens:
-            pair.truncate(self.max_tokens)  # cuts the sentence's end; [SEP] is lost with it
-        return pair
+            return question[: q.offsets[self.max_question_tokens - 1][1]]
+        return question
 
 
 def _best_span(start: np.ndarray, end: np.ndarray, encoding: Any, n: int) -> tuple[int, int] | None:
