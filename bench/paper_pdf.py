@@ -230,10 +230,3 @@ def _hyphenate(word: str, room: float, size: float) -> tuple[str, str]:
 
 def paper() -> Paper:
     return typeset(blocks(SOURCE.read_text(encoding="utf-8")))
-
-
-if __name__ == "__main__":
-    made = paper()
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "pep-0703.pdf")
-    out.write_bytes(made.pdf())
-    print(f"{out}: {len(made.pages)} pages, {len(made.flat)} chars")

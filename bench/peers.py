@@ -1,7 +1,7 @@
 """qa against LlamaIndex and Haystack 2 on BEIR SciFact, same MiniLM weights, one run.
 
     .venv/bin/python bench/peers.py ../shared/eval/scifact                # all three, full corpus
-    .venv/bin/python bench/peers.py ../shared/eval/scifact --limit 300    # smoke run
+    .venv/bin/python bench/peers.py ../shared/eval/scifact --limit 300    # a slice
     .venv/bin/python bench/peers.py ../shared/eval/scifact --systems qa,haystack
 
 The peers live in their own virtual environment (bench/.peers-venv, created on the first run
@@ -21,7 +21,7 @@ Figures: index seconds (model load + split + embed + store, the whole corpus), d
 chunks/s, chunk count, nDCG@10 over the queries (chunks ranked to `--depth`, reduced to
 documents in rank order, scored by qa.evaluation.metrics for all three), retrieve p50/p95
 (one query at a time, k=10, query embedding included, qa's query cache cleared before each),
-peak RSS (the subprocess's ru_maxrss). Writes bench/out/peers.json and prints a Markdown table.
+peak RSS (the subprocess's ru_maxrss). Writes bench/out/peers.json after each system.
 
 `--limit N` keeps the first N documents and the queries whose gold documents are all inside.
 """
@@ -33,18 +33,16 @@ import hashlib
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
+from common import BENCH, ROOT, Run, clean_env, table
+
 REQUIREMENTS = BENCH / "peers-requirements.txt"
 CONSTRAINTS = ROOT / "constraints.txt"
 SYSTEMS = ("qa", "llamaindex", "haystack")
@@ -64,7 +62,6 @@ def main() -> int:
     parser.add_argument("--depth", type=int, default=300, help="chunks ranked per query")
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--venv", type=Path, default=BENCH / ".peers-venv")
-    parser.add_argument("--out", type=Path, default=BENCH / "out" / "peers.json")
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -78,19 +75,9 @@ def main() -> int:
         parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     if any(s != "qa" for s in systems):
         ensure_venv(args.venv)
-    load_before = os.getloadavg()
-    started = time.perf_counter()
+    bench = Run("peers")
     results: list[dict[str, Any]] = []
-    report: dict[str, Any] = {
-        "command": " ".join(["bench/peers.py", *sys.argv[1:]]),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_before": [round(x, 2) for x in load_before],
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"dataset": args.dataset.name, "systems": results}
     with tempfile.TemporaryDirectory(prefix="qa-peers-") as tmp:
         data = Path(tmp) / "data"
         n_docs, gold = prepare(args.dataset, data, args.limit)
@@ -101,10 +88,7 @@ def main() -> int:
                 run_system(system, python, data, Path(tmp) / system, gold, n_docs=n_docs, args=args)
             )
             # Written after each system, so a long run stopped early keeps what it measured.
-            report["load_after"] = [round(x, 2) for x in os.getloadavg()]
-            report["seconds"] = round(time.perf_counter() - started, 1)
-            args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(report))
+            bench.write(report, [systems_table(report)])
     return 0
 
 
@@ -163,8 +147,8 @@ def run_system(
     from qa.evaluation.metrics import dedupe, ndcg_at_k
 
     work.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HAYSTACK_TELEMETRY_ENABLED="False")
+    env = clean_env()
+    env.update(TRANSFORMERS_OFFLINE="1", HAYSTACK_TELEMETRY_ENABLED="False")
     env["PYTHONPATH"] = str(ROOT) if system == "qa" else ""
     cmd = [python, str(Path(__file__).resolve()), "--worker", system, "--work", str(work)]
     cmd += ["--depth", str(args.depth), "--latency-queries", str(args.latency_queries)]
@@ -195,34 +179,18 @@ def run_system(
     return row
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def table(report: dict[str, Any]) -> str:
-    head = (
-        "| system | chunks | index s | docs/s | chunks/s | nDCG@10 | retrieve p50 / p95 ms "
-        "| peak RSS MB |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
-    )
+def systems_table(report: dict[str, Any]) -> dict[str, Any]:
     rows = [
-        f"| {r['label']} | {r['chunks']:,} | {r['index_s']:.0f} | {r['docs_per_s']} "
-        f"| {r['chunks_per_s']} | {r['ndcg@10']:.3f} | {r['retrieve_p50_ms']} / "
-        f"{r['retrieve_p95_ms']} | {r['peak_rss_mb']:,} |"
-        for r in report["results"]
-    ]
-    load = f"load average {report['load_before'][0]} before, {report['load_after'][0]} after"
-    return "\n".join(
-        [
-            f"{report['documents']:,} documents, {report['queries']} queries; {report['cpu']}, "
-            f"{report['cores']} cores; {load}; {report['date']}; `{report['command']}`",
-            "",
-            head,
-            *rows,
-        ]
-    )
+        [r["label"], r["chunks"], r["index_s"], r["docs_per_s"], r["chunks_per_s"],
+         r["ndcg@10"], f"{r['retrieve_p50_ms']} / {r['retrieve_p95_ms']}", r["peak_rss_mb"]]
+        for r in report["systems"]
+    ]  # fmt: skip
+    return table(
+        f"{report['documents']:,} documents of {report['dataset']}, {report['queries']} queries",
+        ["system", "chunks", "index s", "docs/s", "chunks/s", "nDCG@10",
+         "retrieve p50 / p95 ms", "peak RSS MB"],
+        rows,
+    )  # fmt: skip
 
 
 # -- the workers (one process per system; the peers' in their own venv) ----------------------

@@ -8,13 +8,10 @@ Vectors: unit 384-dim vectors with the statistics of MiniLM embeddings rather th
 noise (see `clustered_vectors`): a shared mean direction, an anisotropic spectrum and small
 topics. Uniform random vectors are the worst case for HNSW/IVF (no neighbourhood structure) and
 well-separated clusters the best; these sit where real corpora do. Pure functions of (n, seed).
-
-    .venv/bin/python bench/synth.py --docs 3 --seed 0     # print a sample
+Not a benchmark itself: `scale.py` and `pg_store.py` use it.
 """
 
 from __future__ import annotations
-
-import argparse
 
 import numpy as np
 
@@ -136,17 +133,3 @@ def queries_near(vectors: np.ndarray, m: int, *, seed: int = 1, noise: float = 1
     base = vectors[rng.choice(len(vectors), size=m, replace=False)]
     q = base + noise * rng.standard_normal(base.shape).astype(np.float32) / np.sqrt(base.shape[1])
     return np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True), dtype=np.float32)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    for text in chunk_texts(args.docs, seed=args.seed):
-        print(text, end="\n\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

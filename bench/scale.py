@@ -1,4 +1,4 @@
-"""Benchmark the store alone at scale (100k, 1M chunks), then a `qa serve` holding 1M chunks.
+"""Scale: the store alone at 100k and 1M chunks, then a `qa serve` holding N chunks.
 
 Vectors are synthetic (bench/synth.py `clustered_vectors`: MiniLM-like statistics, seed 0),
 so the encoder is not the bottleneck; queries are noisy copies of indexed vectors. For each
@@ -10,10 +10,13 @@ ivf-pq (IVF + 48-byte PQ codes, re-ranked exactly on float32 vectors: the compre
 
 With --serve N: a real index folder of N synthetic chunks written by `FaissStore.write`
 (FAISS index chosen by `index_type=auto`, SQLite store, BM25), then `qa serve` on it:
-start-up to /readyz, peak RSS (VmHWM) after /ask load, /ask latency. Writes bench/out/store.json.
+start-up to /readyz, RSS (own memory and mapped index pages) after /ask load, /ask latency.
+With --postgres N: the PostgreSQL + pgvector store against FAISS HNSW on N synthetic vectors
+(bench/pg_store.py). Writes bench/out/scale.json.
 
-    .venv/bin/python bench/bench_store.py --sizes 100000                # ~3 minutes
-    .venv/bin/python bench/bench_store.py --sizes 100000 1000000 --serve 1000000   # ~40 min
+    .venv/bin/python bench/scale.py --sizes 100000 --serve 100000       # ~15 minutes
+    .venv/bin/python bench/scale.py --sizes 1000000 --kinds flat hnsw ivf --serve 1000000
+    .venv/bin/python bench/scale.py --sizes --postgres 100000
 """
 
 from __future__ import annotations
@@ -23,24 +26,18 @@ import asyncio
 import hashlib
 import json
 import math
-import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpload
 import numpy as np
+import synth
+from common import Run, table
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import synth  # noqa: E402
-
-OUT = ROOT / "bench" / "out" / "store.json"
 K = 10
 
 
@@ -260,23 +257,21 @@ def proc_memory(pid: int) -> dict[str, float]:
 
 
 def bench_serve(index_dir: Path, requests: int, work: Path) -> dict[str, Any]:
-    import bench_http
-
     log = work / "serve.log"
     questions = [s.rstrip(".") + "?" for s in synth.sentences(200, seed=7)]
-    ready_s, proc, url = bench_http.time_to_ready(index_dir, log)
+    ready_s, proc, url = httpload.time_to_ready(index_dir, log, timeout=900)
     try:
         at_ready = proc_memory(proc.pid)
         # Warm-up, not measured: first searches fault in the memory-mapped pages.
-        asyncio.run(bench_http.load(url, questions[::-1], 4, 40))
-        # Every measured question new to the server (unseen=1: tagged per level), as before
-        # `qa serve` reused repeated questions' answers: otherwise 8 clients re-asking the
-        # 1-client level's questions would time the reuse, not the search and the answer.
-        one = asyncio.run(bench_http.load(url, questions, 1, requests, unseen=1.0))
-        eight = asyncio.run(bench_http.load(url, questions, 8, requests, unseen=1.0))
+        asyncio.run(httpload.load(url, questions[::-1], 4, 40))
+        # Every measured question new to the server (unseen=1: tagged per level): otherwise 8
+        # clients re-asking the 1-client level's questions would time `qa serve`'s reuse of
+        # repeated answers, not the search and the answer.
+        one = asyncio.run(httpload.load(url, questions, 1, requests, unseen=1.0))
+        eight = asyncio.run(httpload.load(url, questions, 8, requests, unseen=1.0))
         after = proc_memory(proc.pid)
     finally:
-        bench_http.stop(proc)
+        httpload.stop(proc)
     return {
         "ready_s": round(ready_s, 2),
         "rss_mb_at_ready": at_ready,
@@ -285,6 +280,109 @@ def bench_serve(index_dir: Path, requests: int, work: Path) -> dict[str, Any]:
         "ask_1_client": one,
         "ask_8_clients": eight,
     }
+
+
+def tables(result: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    rows = [
+        [f"{size['n']:,}", r["kind"], r["knob"], r["build_s"], r["size_mb"], r["p50_ms"],
+         r["p99_ms"], r["recall_at_10"]]
+        for size in result["sizes"]
+        for r in size["rows"]
+    ]  # fmt: skip
+    if rows:
+        out.append(
+            table(
+                "The FAISS index alone: one query per call, memory-mapped as `qa serve` loads it",
+                [
+                    "chunks",
+                    "kind",
+                    "knob",
+                    "build s",
+                    "MB on disk",
+                    "p50 ms",
+                    "p99 ms",
+                    "recall@10 vs exact",
+                ],
+                rows,
+                "hnsw and ivf are what `qa index` builds (index_type auto: flat up to "
+                "`auto_index_threshold` chunks, hnsw past it); flat is exact search.",
+            )
+        )
+    serve = result.get("serve")
+    if serve:
+        folder = result.get("folder", {})
+        kind = folder.get("index", {}).get("type", "existing")
+        at, after = serve["rss_mb_at_ready"], serve["rss_mb_after_load"]
+        one, eight = serve["ask_1_client"], serve["ask_8_clients"]
+        out.append(
+            table(
+                f"`qa serve` holding {serve['chunks']:,} synthetic chunks ({kind} index; "
+                "hybrid retrieval, extractive answers; every question new)",
+                [
+                    "folder written s (FAISS build s)",
+                    "MB on disk",
+                    "ready s",
+                    "RSS at ready MB",
+                    "RSS after the load MB (own + mapped)",
+                    "1 client p50 / p99 ms",
+                    "8 clients p50 / p99 ms",
+                    "errors",
+                ],
+                [
+                    [
+                        f"{folder.get('write_s', '-')} ({folder.get('faiss_build_s', '-')})",
+                        folder.get("size_mb", "-"),
+                        serve["ready_s"],
+                        at["VmRSS"],
+                        f"{after['VmRSS']} ({after['RssAnon']} + {after['RssFile']})",
+                        f"{one['p50_ms']} / {one['p99_ms']}",
+                        f"{eight['p50_ms']} / {eight['p99_ms']}",
+                        one["errors"] + eight["errors"],
+                    ]
+                ],
+                "A folder reused with --keep shows '-' for its writing.",
+            )
+        )
+    pg = result.get("postgres")
+    if pg:
+        out.append(
+            table(
+                f"PostgreSQL + pgvector against FAISS HNSW, {pg['n']:,} synthetic vectors",
+                [
+                    "store",
+                    "load rows/s",
+                    "index build s",
+                    "recall@10",
+                    "1 client p50 / p99 ms",
+                    "8 clients p50 / p99 ms",
+                ],
+                [
+                    [
+                        "postgres",
+                        round(pg["pg_copy_rows_per_s"]),
+                        round(pg["pg_index_build_s"], 1),
+                        round(pg["pg_recall@10"], 3),
+                        _pg_ms(pg, "pg", 1),
+                        _pg_ms(pg, "pg", 8),
+                    ],
+                    [
+                        "faiss hnsw (float32)",
+                        "-",
+                        round(pg["faiss_hnsw_build_s"], 1),
+                        round(pg["faiss_recall@10"], 3),
+                        _pg_ms(pg, "faiss", 1),
+                        _pg_ms(pg, "faiss", 8),
+                    ],
+                ],
+            )
+        )
+    return out
+
+
+def _pg_ms(pg: dict[str, Any], store: str, clients: int) -> str:
+    ms = pg[f"{store}_search_ms_{clients}_clients"]
+    return f"{ms['p50']:.2f} / {ms['p99']:.2f}"
 
 
 def main() -> int:
@@ -297,10 +395,12 @@ def main() -> int:
     parser.add_argument("--serve", type=int, default=0, help="chunks in the served index (0: no)")
     parser.add_argument("--requests", type=int, default=200, help="/ask requests per client level")
     parser.add_argument("--keep", type=Path, help="keep (or reuse) the served index folder here")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--postgres", type=int, default=0, help="Postgres vs FAISS at N (0: no)")
+    parser.add_argument("--dsn", help="Postgres DSN (default: a temporary embedded server)")
     args = parser.parse_args()
-    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "load_before": os.getloadavg()[0]}
-    with tempfile.TemporaryDirectory(prefix="qa-bench-store-") as tmp:
+    bench = Run("scale")
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="qa-bench-scale-") as tmp:
         work = Path(tmp)
         index_dir = args.keep or work / "index"
         prebuilt: dict[str, tuple[Path, float]] = {}
@@ -321,30 +421,24 @@ def main() -> int:
             result["serve"] = {"chunks": args.serve, **bench_serve(index_dir, args.requests, work)}
             if args.keep is None:
                 shutil.rmtree(index_dir, ignore_errors=True)
-    result["load_after"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"wrote {args.out}")
+    if args.postgres:
+        result["postgres"] = postgres(args.postgres, args.queries, args.dsn)
+    bench.write(result, tables(result))
     return 0
 
 
-def print_table(result: dict[str, Any]) -> None:
-    head = ("n", "kind", "knob", "build s", "MB", "p50 ms", "p99 ms", "recall@10")
-    print("{:>9} {:10} {:22} {:>8} {:>7} {:>7} {:>7} {:>9}".format(*head))
-    for size in result["sizes"]:
-        for r in size["rows"]:
-            cells = (size["n"], r["kind"], r["knob"], r["build_s"], r["size_mb"])
-            cells += (r["p50_ms"], r["p99_ms"], r["recall_at_10"])
-            print("{:>9} {:10} {:22} {:>8} {:>7} {:>7} {:>7} {:>9}".format(*cells))
-    serve = result.get("serve")
-    if serve:
-        errors = serve["ask_1_client"]["errors"] + serve["ask_8_clients"]["errors"]
-        print(
-            f"qa serve, {serve['chunks']} chunks: ready {serve['ready_s']} s, peak RSS "
-            f"{serve['peak_rss_mb']} MB, /ask p50 {serve['ask_1_client']['p50_ms']} ms "
-            f"(1 client), errors {errors}"
-        )
+def postgres(n: int, n_queries: int, dsn: str | None) -> dict[str, Any]:
+    from pg_store import postgres_vs_faiss
+
+    if dsn is not None:
+        return postgres_vs_faiss(n, n_queries, dsn)
+    from tests.pg_server import PgServer
+
+    server = PgServer.primary()
+    try:
+        return postgres_vs_faiss(n, n_queries, server.dsn)
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

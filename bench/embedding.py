@@ -1,21 +1,21 @@
 """Embedding backends against torch fp32: speed ratio and cosine on the same texts, one run.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_backends.py             # speed + cosine
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_backends.py --ndcg      # + full SciFact nDCG@10
+    .venv/bin/python bench/embedding.py                 # speed + cosine
+    .venv/bin/python bench/embedding.py --ndcg          # + full SciFact nDCG@10 per backend
 
 Passages: SciFact chunk texts exactly as `qa index` embeds them, batch 32. Queries: SciFact
 questions one at a time (the query cache cleared). Every option runs on the same texts in the
 same process, rounds interleaved, so a shared machine's drift hits all of them alike; a ratio
 is option speed / torch fp32 speed from this one run. `--ndcg` runs `qa eval` on the whole of
-SciFact (dense retrieval, k 10) once per backend, each on its own index.
-Writes bench/out/backends.json and prints the table of bench/README.md.
+SciFact (dense retrieval, k 10) once per backend, each on its own index (kept in
+bench/out/work/embedding/). torch bf16 runs only on a CPU with AVX512-BF16 or AMX. Writes
+bench/out/embedding.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,15 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import ROOT, SCIFACT, WORK, Run, clean_env, machine, questions, table
+from ingest import chunk_texts
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import bench_index  # noqa: E402
-
-SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"
-OUT = ROOT / "bench" / "out"
 MODEL = "all-MiniLM-L6-v2"
 # Backends `qa eval --embedding-backend` takes (the nDCG runs).
 EVAL_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
@@ -48,7 +42,7 @@ def passages(n_docs: int, n: int) -> list[str]:
     lines = (SCIFACT / "corpus.jsonl").read_text().splitlines()[:n_docs]
     (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n")
     settings = load_settings(corpus_dir=folder, _env_file=None)
-    return bench_index.chunk_texts(settings, get_embedder(MODEL))[:n]
+    return chunk_texts(settings, get_embedder(MODEL))[:n]
 
 
 def options(export_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -69,6 +63,8 @@ def options(export_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
             missing[name] = f"{type(exc).__name__}: {exc}"
 
     add("torch-fp32", lambda: get_embedder(MODEL, backend="torch"))
+    if {"avx512_bf16", "amx_bf16"} & set(machine()["flags"]):
+        add("torch-bf16", lambda: get_embedder(MODEL, backend="torch", dtype="bfloat16"))
     for backend in ("onnx", "onnx-int8", "openvino"):
         add(backend, lambda b=backend: get_embedder(MODEL, backend=b, export_dir=export_dir))
     if "onnx" in found:
@@ -80,8 +76,8 @@ def options(export_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
         finally:
             runtime.runtime_threads = saved  # type: ignore[assignment]
         add("onnx-int8-default", lambda: _int8_default(export_dir))
-        # One session for document batches (what embedding_workers=1 runs; before issue 17's
-        # parallel sessions, the only choice); the shipped default is one per core.
+        # One session for document batches (what embedding_workers=1 runs); the shipped
+        # default is one per core.
         add("onnx-1-worker", lambda: _fresh("onnx", export_dir, workers=1))
     if "onnx-int8" in found:
         add("onnx-int8-1-worker", lambda: _fresh("onnx-int8", export_dir, workers=1))
@@ -98,6 +94,7 @@ def _fresh(backend: str, export_dir: Path, workers: int = 0) -> Any:
 
 def _int8_default(export_dir: Path) -> Any:
     """onnxruntime's quantize_dynamic with its defaults (all ops, per tensor), for the table."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from qa.embedding.runtime import onnxruntime_runner
@@ -105,7 +102,9 @@ def _int8_default(export_dir: Path) -> Any:
     emb = _fresh("onnx", export_dir)
     fp32 = next(p for p in export_dir.glob("*-fp32-*.onnx"))
     target = export_dir / "bench-int8-default.onnx"
-    quantize_dynamic(fp32, target, weight_type=QuantType.QInt8)
+    # The fused graph's contrib ops carry no type information for the quantizer to infer.
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    quantize_dynamic(fp32, target, weight_type=QuantType.QInt8, extra_options=extra)
     emb._run = onnxruntime_runner(target)
     return emb
 
@@ -150,14 +149,14 @@ def measure(embs: dict[str, Any], texts: list[str], queries: list[str], rounds: 
 def ndcg(backends: list[str], root: Path) -> dict[str, Any]:
     """Full SciFact nDCG@10 (dense) per backend: `qa eval`, each on its own index."""
     out: dict[str, Any] = {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env = clean_env()
     for backend in backends:
         report = root / f"eval-{backend}.json"
         cmd = [sys.executable, "-m", "qa.cli", "eval", str(SCIFACT), "--retrieval-only"]
         cmd += ["--retrieval", "dense", "-k", "10", "--embedding-backend", backend]
         cmd += ["--index", str(root / f"eval-scifact-{backend}"), "--json", str(report)]
         t0 = time.perf_counter()
-        done = subprocess.run(cmd, cwd=ROOT, env={**env, "HF_HUB_OFFLINE": "1"}, check=False)
+        done = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
         if done.returncode != 0:
             out[backend] = {"error": f"exit {done.returncode}"}
             continue
@@ -185,11 +184,61 @@ def _find(tree: Any, key: str) -> float:
     raise KeyError(key)
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+LABELS = {
+    "torch-fp32": "torch fp32 (2 intra-op threads)",
+    "torch-bf16": "torch bf16",
+    "onnx": "onnx fp32, a session per core (what `auto` picks)",
+    "onnx-1-worker": "onnx fp32, one session",
+    "onnx-2-threads": "onnx fp32, one session with 2 threads",
+    "onnx-int8": "onnx int8, MatMul per channel (`onnx-int8`)",
+    "onnx-int8-1-worker": "onnx int8, one session",
+    "onnx-int8-default": "onnx int8, quantize_dynamic defaults",
+    "openvino": "openvino fp32",
+}
+
+
+def tables(result: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    if "speed" in result:
+        rows = [
+            [LABELS.get(name, name), r["passages_per_s"], r["passages_x_fp32"],
+             r["ms_per_query"], r["queries_x_fp32"], r["min_cosine_passages"],
+             r["min_cosine_queries"]]
+            for name, r in result["speed"].items()
+        ]  # fmt: skip
+        missing = "; ".join(
+            f"{k}: {v.split('. ')[0][:160]}" for k, v in result.get("unavailable", {}).items()
+        )
+        out.append(
+            table(
+                f"{result['passages']} SciFact passages (batch 32) and {result['queries']} "
+                f"questions one at a time, {result['rounds']} rounds interleaved",
+                [
+                    "option",
+                    "passages/s",
+                    "passages ÷ torch fp32",
+                    "ms/question",
+                    "questions ÷ torch fp32",
+                    "min cosine passages",
+                    "min cosine questions",
+                ],
+                rows,
+                f"Not available here: {missing}" if missing else "",
+            )
+        )
+    if "ndcg" in result:
+        rows = [
+            [b, r.get("ndcg@10", r.get("error")), r.get("delta_vs_torch")]
+            for b, r in result["ndcg"].items()
+        ]
+        out.append(
+            table(
+                "SciFact test (300 questions, 5,183 documents), dense retrieval, own index each",
+                ["backend", "nDCG@10", "Δ vs torch fp32"],
+                rows,
+            )
+        )
+    return out
 
 
 def main() -> int:
@@ -200,29 +249,21 @@ def main() -> int:
     parser.add_argument("--ndcg", action="store_true", help="also full SciFact nDCG@10")
     parser.add_argument("--ndcg-only", action="store_true", help="only the nDCG runs")
     parser.add_argument("--backends", nargs="+", default=list(EVAL_BACKENDS))
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "qa-backends")
+    parser.add_argument("--work", type=Path, default=WORK / "embedding")
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-    }
+    bench = Run("embedding")
+    result: dict[str, Any] = {}
     if not args.ndcg_only:
         texts = passages(600, args.passages)
-        queries = bench_index.questions(SCIFACT / "questions.jsonl", args.queries)
+        queries = questions(SCIFACT / "questions.jsonl", args.queries)
         embs, missing = options(args.work / "models")
         result.update(passages=len(texts), queries=len(queries), rounds=args.rounds)
         result["speed"] = measure(embs, texts, queries, args.rounds)
         result["unavailable"] = missing
     if args.ndcg or args.ndcg_only:
         result["ndcg"] = ndcg(args.backends, args.work)
-    result["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout
-    result["uptime_after"] = result["uptime_after"].strip()
-    name = f"backends-ndcg-{'-'.join(args.backends)}.json" if args.ndcg_only else "backends.json"
-    (OUT / name).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    bench.write(result, tables(result))
     return 0
 
 

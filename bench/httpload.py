@@ -1,45 +1,31 @@
-"""HTTP benchmark: `qa serve` start-up to /readyz, then POST /ask latency under concurrent load.
+"""Drive a real `qa serve` over HTTP: start it, wait for /readyz, load /ask, read its memory.
 
-Runs the real `qa serve` in a subprocess on a free loopback port (the extractive answerer, the
-demo corpus, an index in a temporary folder), warms it up, then drives /ask from an asyncio
-loop at 1, 8 and 32 concurrent clients, each on its own keep-alive connection (a light raw
-HTTP/1.1 client, or httpx with `--client httpx`): a third of the questions never asked before,
-a tenth malformed (each must get 422). Reports p50/p95/p99 latency of the answered ones, throughput,
-the 503s shed by the bounded queue (with Retry-After), errors (anything else), and the server's
-RSS at ready and after the load. Writes bench/out/http.json.
-
-    .venv/bin/python bench/bench_http.py [--requests 2000] [--clients 1 8 32] [--qa PATH]
-        [--serve-args "--queue-limit 8"] [--client raw httpx] [--rates 100 150] [--out FILE]
+Not a benchmark itself: `serving.py`, `startup.py` and `scale.py` use it. The server is this
+environment's `qa serve` (or another checkout's `qa` executable) on a free loopback port; the
+load generator is a light asyncio HTTP/1.1 client (httpx on request), closed loop (N clients
+that each wait for their answer) or open loop (Poisson arrivals at a rate).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import shlex
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+from common import ROOT, clean_env
 
 from qa.server.timing import parse as parse_server_timing
-
-ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = ROOT / "bench" / "demo_questions.jsonl"
-OUT = ROOT / "bench" / "out" / "http.json"
 
 
 def free_port() -> int:
@@ -49,33 +35,44 @@ def free_port() -> int:
 
 
 def start_serve(
-    index_dir: Path, port: int, log: Path, *, qa: Path | None = None, extra: Sequence[str] = ()
+    index_dir: Path,
+    port: int,
+    log: Path,
+    *,
+    qa: Path | None = None,
+    extra: Sequence[str] = (),
+    corpus: Path = ROOT / "corpus",
 ) -> subprocess.Popen[bytes]:
-    """`qa serve` (this environment's, or the `qa` executable given) on `port`, plus `extra`
-    command-line settings (e.g. `--queue-limit 8`)."""
+    """`qa serve` (this environment's, or the `qa` executable given) on `port` over `corpus`,
+    plus `extra` command-line settings (e.g. `--queue-limit 8`)."""
     qa = qa or Path(sys.executable).parent / "qa"
     cmd = (
         [str(qa)]
         if qa.exists()
         else [sys.executable, "-c", "import sys; from qa.cli import main; sys.exit(main())"]
     )
-    cmd += ["serve", "--corpus", str(ROOT / "corpus"), "--index", str(index_dir)]
+    cmd += ["serve", "--corpus", str(corpus), "--index", str(index_dir)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), *extra]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env["HF_HUB_OFFLINE"] = "1"
+    env = clean_env()
     env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hang dumps every thread's stack to the log
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
 def time_to_ready(
-    index_dir: Path, log: Path, *, qa: Path | None = None, extra: Sequence[str] = ()
+    index_dir: Path,
+    log: Path,
+    *,
+    qa: Path | None = None,
+    extra: Sequence[str] = (),
+    corpus: Path = ROOT / "corpus",
+    timeout: float = 300,
 ) -> tuple[float, subprocess.Popen[bytes], str]:
     """Seconds from starting `qa serve` to /readyz == 200, the process, and its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    proc = start_serve(index_dir, port, log, qa=qa, extra=extra)
+    proc = start_serve(index_dir, port, log, qa=qa, extra=extra, corpus=corpus)
     try:
         with httpx.Client(timeout=5) as client:
             while True:
@@ -86,10 +83,10 @@ def time_to_ready(
                         return time.perf_counter() - t0, proc, url
                 except httpx.TransportError:
                     pass
-                if time.perf_counter() - t0 > 300:
+                if time.perf_counter() - t0 > timeout:
                     proc.send_signal(signal.SIGABRT)
                     proc.wait(timeout=15)
-                    raise SystemExit(f"qa serve not ready after 300 s; stacks in {log}")
+                    raise SystemExit(f"qa serve not ready after {timeout:g} s; stacks in {log}")
                 time.sleep(0.05)
     except BaseException:
         stop(proc)
@@ -265,7 +262,7 @@ async def load(
                 latencies.append(ms)
                 (unseen_ms if UNSEEN in body["json"]["question"] else seen_ms).append(ms)
                 inside.append(json.loads(data)["timings_ms"]["total"])
-                if "server-timing" in headers:  # not from a server before session 7
+                if "server-timing" in headers:  # an older `qa` (--qa) may not send it
                     served.append(parse_server_timing(headers["server-timing"]))
             else:
                 bad_ok += 1
@@ -301,7 +298,7 @@ async def load(
         else:
             await arrivals(rate)
         wall, client_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    q = {p: _pct(latencies, p) or 0.0 for p in (50, 95, 99)}
+    q = {p: pct(latencies, p) or 0.0 for p in (50, 95, 99)}
     return {
         "clients": clients if rate is None else None,
         "rate": rate,
@@ -319,18 +316,18 @@ async def load(
         "p99_ms": q[99],
         "max_ms": round(max(latencies), 2) if latencies else None,
         # Repeated questions reuse the server's cached retrieval and answer; new ones embed.
-        "seen_p50_ms": _pct(seen_ms, 50),
-        "unseen_p50_ms": _pct(unseen_ms, 50),
-        "unseen_p99_ms": _pct(unseen_ms, 99),
+        "seen_p50_ms": pct(seen_ms, 50),
+        "unseen_p50_ms": pct(unseen_ms, 50),
+        "unseen_p99_ms": pct(unseen_ms, 99),
         # Time in the pipeline itself; the rest of p50/p99 is the queue, HTTP and the client.
         "pipeline_p50_ms": round(statistics.median(inside), 2) if inside else None,
-        "pipeline_p99_ms": _pct(inside, 99),
+        "pipeline_p99_ms": pct(inside, 99),
         # From the app getting the request to its response headers (Server-Timing `total`),
         # and the part of it spent waiting for a worker (`queue`): the rest of p99 is outside
         # the app (sockets, the event loop, the client's own loop).
-        "server_p50_ms": _pct([t.get("total", 0.0) for t in served], 50),
-        "server_p99_ms": _pct([t.get("total", 0.0) for t in served], 99),
-        "queue_p99_ms": _pct([t.get("queue", 0.0) for t in served], 99),
+        "server_p50_ms": pct([t.get("total", 0.0) for t in served], 50),
+        "server_p99_ms": pct([t.get("total", 0.0) for t in served], 99),
+        "queue_p99_ms": pct([t.get("queue", 0.0) for t in served], 99),
         "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
         "throughput_rps": round(len(latencies) / wall, 1),
         # The load generator shares the machine: its CPU is CPU the server did not get.
@@ -348,157 +345,8 @@ def memory_mb(pid: int) -> dict[str, float]:
     return fields
 
 
-def run(
-    requests: int,
-    clients: list[int],
-    *,
-    unseen: float = 1 / 3,
-    malformed: float = 0.1,
-    qa: Path | None = None,
-    extra: Sequence[str] = (),
-    client_kinds: Sequence[str] = ("raw",),
-    rates: Sequence[float] = (),
-) -> dict[str, Any]:
-    """Start-up times and /ask load at each concurrency level (with each load generator in
-    `client_kinds`), against a fresh demo index."""
-    questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines()]
-    questions = [q for q in questions if q.strip()]
-    load_before = os.getloadavg()[0]  # other work on the machine skews every number here
-    tmp = Path(tempfile.mkdtemp(prefix="qa-bench-http-"))
-    log = tmp / "serve.log"
-    cold, proc, _ = time_to_ready(tmp / "index", log, qa=qa, extra=extra)  # builds it first
-    stop(proc)
-    print(f"ready after building the index: {cold:.2f} s", flush=True)
-    warm, proc, url = time_to_ready(tmp / "index", log, qa=qa, extra=extra)
-    print(f"ready with the index: {warm:.2f} s", flush=True)
-    try:
-        memory = {"ready": memory_mb(proc.pid)}
-        asyncio.run(load(url, questions, 4, 200))  # warm-up, not measured
-        runs = []
-        for kind in client_kinds:
-            for n in clients:
-                runs.append(
-                    asyncio.run(
-                        load(url, questions, n, requests, unseen=unseen, malformed=malformed,
-                             client=kind)
-                    )
-                )  # fmt: skip
-                print(f"{n} clients ({kind}) done", flush=True)
-        for rate in rates:
-            runs.append(
-                asyncio.run(
-                    load(url, questions, 0, requests, unseen=unseen, malformed=malformed,
-                         rate=rate)
-                )
-            )  # fmt: skip
-            print(f"open loop at {rate:g}/s done", flush=True)
-        memory["after_load"] = memory_mb(proc.pid)
-    finally:
-        stop(proc)
-    shutil.rmtree(tmp, ignore_errors=True)  # kept (with serve.log) when something failed
-    return {
-        "qa": str(qa or Path(sys.executable).parent / "qa"),
-        "answerer": "extractive",
-        "serve_args": list(extra),
-        "corpus": "corpus/ (demo)",
-        "questions": len(questions),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model(),
-        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
-        "serve_to_ready_s": {"existing_index": round(warm, 2), "building_index": round(cold, 2)},
-        "memory_mb": memory,
-        "ask": runs,
-    }
-
-
-def _pct(values: list[float], q: int) -> float | None:
+def pct(values: list[float], q: int) -> float | None:
     """The q-th percentile (inclusive method), or None under two values."""
     if len(values) < 2:
         return None
     return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return "unknown"
-
-
-def print_table(result: dict[str, Any]) -> None:
-    warm, cold = (result["serve_to_ready_s"][k] for k in ("existing_index", "building_index"))
-    load = result["load_average_1min"]
-    print(f"{result['cpu_model']}; 1-min load average {load['before']:.1f} before, "
-          f"{load['after']:.1f} after")  # fmt: skip
-    print(f"qa serve -> /readyz 200: {warm:.2f} s with an index, {cold:.2f} s building it first")
-    mem = result["memory_mb"]
-    print(f"RSS MB: {mem['ready']['VmRSS']:.0f} at ready, {mem['after_load']['VmRSS']:.0f} after "
-          f"the load (peak {mem['after_load']['VmHWM']:.0f})")  # fmt: skip
-    print(f"{'client':>6} {'clients':>7} {'requests':>8} {'200':>5} {'422':>4} {'shed':>5} "
-          f"{'errors':>6} "
-          f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7} {'server p99':>10} "
-          f"{'queue p99':>9} {'client CPU':>10} {'seen p50':>8} {'new p50':>8} "
-          f"{'new p99':>8}")  # fmt: skip
-    for r in result["ask"]:
-        server, queue, seen, new50, new99 = (
-            r.get(k) or float("nan")
-            for k in (
-                "server_p99_ms",
-                "queue_p99_ms",
-                "seen_p50_ms",
-                "unseen_p50_ms",
-                "unseen_p99_ms",
-            )
-        )
-        level = f"{r['rate']:g}/s" if r.get("rate") else r["clients"]
-        print(f"{r.get('client', 'httpx'):>6} {level:>7} {r['requests']:>8} "
-              f"{r['answered']:>5} {r['rejected_422']:>4} "
-              f"{r['shed_503']:>5} {r['errors']:>6} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              f"{r['p99_ms']:>8.1f} {r['throughput_rps']:>7.1f} {server:>10.1f} {queue:>9.1f} "
-              f"{r['client_cpu_share']:>10.2f} {seen:>8.1f} {new50:>8.1f} "
-              f"{new99:>8.1f}")  # fmt: skip
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per level")
-    parser.add_argument("--clients", type=int, nargs="*", default=[1, 8, 32])
-    parser.add_argument("--unseen", type=float, default=1 / 3, help="share of new questions")
-    parser.add_argument("--malformed", type=float, default=0.1, help="share of bad bodies (422)")
-    parser.add_argument("--qa", type=Path, help="serve with this `qa` (another checkout's)")
-    parser.add_argument("--serve-args", default="", help='settings for qa serve: "--queue-limit 8"')
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument(
-        "--client",
-        nargs="+",
-        choices=["raw", "httpx"],
-        default=["raw"],
-        help="load generator(s): raw asyncio HTTP/1.1 (light) and/or httpx (as before session 8)",
-    )
-    parser.add_argument(
-        "--rates",
-        type=float,
-        nargs="*",
-        default=[],
-        help="also open-loop levels: requests started at these average rates (Poisson), per s",
-    )
-    args = parser.parse_args()
-    result = run(
-        args.requests,
-        args.clients,
-        unseen=args.unseen,
-        malformed=args.malformed,
-        qa=args.qa,
-        extra=shlex.split(args.serve_args),
-        client_kinds=args.client,
-        rates=args.rates,
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print_table(result)
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

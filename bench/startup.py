@@ -1,7 +1,7 @@
-"""Start-up benchmark: `qa serve` start to /readyz 200 on the demo corpus with an existing index,
-the first /ask after it, and where the time goes (imports, model load, store open).
+"""Start-up and memory: `qa serve` start to /readyz 200 on the demo corpus with an existing
+index, its RSS, the first /ask after it, and where the time goes (imports, model, store).
 
-    .venv/bin/python bench/bench_startup.py [--runs 3] [--baseline /work/main/.venv/bin/qa]
+    .venv/bin/python bench/startup.py [--runs 3] [--baseline OTHER_CHECKOUT/.venv/bin/qa]
 
 Each run starts a fresh `qa serve` and times it to ready, then one POST /ask of a demo question
 (the first request: what a lazy start-up would shift onto it) and one of another question.
@@ -10,13 +10,15 @@ the same run, alternating with this one, so both see the same machine load. The 
 a child process of this environment, in the order `qa serve` does them
 (`qa.server.run.serve`, then the loading of `qa.server.run.load_in_background`). Writes
 bench/out/startup.json.
+
+A start at a million chunks (the index on disk memory-mapped, RSS by mapping) is `scale.py
+--serve`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -27,11 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_http import QUESTIONS, ROOT, cpu_model, memory_mb, stop, time_to_ready
-
-OUT = ROOT / "bench" / "out" / "startup.json"
+from common import ROOT, Run, clean_env, demo_questions, table
+from httpload import memory_mb, stop, time_to_ready
 
 PHASES = """
 import json, sys, time
@@ -60,15 +59,9 @@ print(json.dumps(heavy))
 """
 
 
-def demo_questions() -> list[str]:
-    lines = QUESTIONS.read_text().splitlines()
-    return [q for q in (json.loads(line)["question"] for line in lines) if q.strip()]
-
-
 def phases(index_dir: Path, questions: list[str]) -> tuple[dict[str, float], list[str]]:
     """Milliseconds per start-up step in a fresh process, and the heavy modules it imported."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env["HF_HUB_OFFLINE"] = "1"
+    env = clean_env()
     out = subprocess.run(
         [sys.executable, "-c", PHASES, str(ROOT / "corpus"), str(index_dir), *questions[:2]],
         capture_output=True,
@@ -119,7 +112,6 @@ def run(runs: int, baseline: Path | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="qa-bench-startup-"))
     log = tmp / "serve.log"
     questions = demo_questions()
-    load_before = os.getloadavg()[0]
     _, proc, _ = time_to_ready(tmp / "index", log)  # builds the index (and the ONNX export)
     stop(proc)
     targets: dict[str, Path | None] = {"this": None}
@@ -133,8 +125,6 @@ def run(runs: int, baseline: Path | None) -> dict[str, Any]:
     breakdown, heavy = phases(tmp / "index", questions)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
-        "cpu_model": cpu_model(),
-        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "baseline": str(baseline) if baseline else None,
         **{name: summary(s) for name, s in starts.items()},
         "phases_ms": breakdown,
@@ -142,27 +132,40 @@ def run(runs: int, baseline: Path | None) -> dict[str, Any]:
     }
 
 
+def tables(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name in ("baseline", "this"):
+        if result.get(name):
+            r = result[name]
+            rows.append([
+                "this checkout" if name == "this" else f"baseline ({result['baseline']})",
+                ", ".join(str(s["ready_s"]) for s in r["runs"]), r["ready_s_median"],
+                r["rss_at_ready_mb_median"], r["first_ask_ms_median"], r["second_ask_ms_median"],
+            ])  # fmt: skip
+    starts = table(
+        "`qa serve` on the demo corpus, index present: start to /readyz 200",
+        ["qa", "ready s (each run)", "median s", "RSS at ready MB", "first /ask ms",
+         "second /ask ms"],
+        rows,
+        "The first /ask embeds the sentences of passages the answerer has not seen yet.",
+    )  # fmt: skip
+    phases = table(
+        "Where a start goes, in a fresh process (ms)",
+        ["step", "ms"],
+        [[name, round(ms)] for name, ms in result["phases_ms"].items()],
+        "Heavy modules imported: " + (", ".join(result["heavy_modules_imported"]) or "none"),
+    )
+    return [starts, phases]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="another `qa` executable to compare with")
     args = parser.parse_args()
+    bench = Run("startup")
     result = run(args.runs, args.baseline)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    load = result["load_average_1min"]
-    print(f"{result['cpu_model']}; load average {load['before']:.1f} -> {load['after']:.1f}")
-    for name in ("baseline", "this"):
-        if name in result:
-            r = result[name]
-            print(f"{name}: ready {[s['ready_s'] for s in r['runs']]} s (median "
-                  f"{r['ready_s_median']}), first /ask {r['first_ask_ms_median']} ms, second "
-                  f"{r['second_ask_ms_median']} ms, "
-                  f"RSS {r['rss_at_ready_mb_median']} MB")  # fmt: skip
-    for name, ms in result["phases_ms"].items():
-        print(f"  {name:<55} {ms:>8.0f} ms")
-    print(f"  heavy modules imported: {result['heavy_modules_imported'] or 'none'}")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    bench.write(result, tables(result))
     return 0
 
 
