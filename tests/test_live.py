@@ -180,7 +180,7 @@ HOSTILE = [
     ("notes.txt", b"\x89PNG\r\n\x1a\n\0\0\0", 415, "notes.txt holds binary data, not text"),
     ("latin1.txt", "café au lait".encode("latin-1"), 422, "latin1.txt: not UTF-8"),
     ("tool.exe", b"MZ\x90\0", 415, "tool.exe: unsupported type. qa takes .txt, .md, .html"),
-    ("scan.pdf", pdf_bytes([[]]), 422, "scanned PDFs need OCR, which qa does not do"),
+    ("blank.pdf", pdf_bytes([[]]), 422, "its pages hold neither text nor a picture to read"),
 ]  # fmt: skip
 
 

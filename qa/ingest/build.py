@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.config import Settings
-from qa.embedding.cache import EmbeddingCache, SliceDone, embed_with_cache, open_cache
+from qa.embedding.cache import (
+    EmbeddingCache,
+    SliceDone,
+    cache_dir_for,
+    embed_with_cache,
+    open_cache,
+)
 from qa.embedding.models import Embedder
 from qa.ingest.chunking import CHUNKER_VERSION, Chunker
+from qa.ingest.ocr import OcrOptions
 from qa.ingest.readers import Skipped, load_corpus
 from qa.ingest.tokens import get_encoding
 from qa.stores import open_writer
@@ -70,15 +78,24 @@ def build_index(
     rebuild: bool = False,
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    on_pages: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
     """Index the corpus folder into the settings' store (incrementally unless `rebuild`).
 
-    `on_progress(done, total)` counts the chunks to embed (a server's job reports it).
+    `on_progress(done, total)` counts the chunks to embed, `on_pages(done, total)` the scanned
+    pages to read by OCR before that (a server's job reports both); `progress` draws both.
     """
     started = time.perf_counter()
     corpus_dir = Path(corpus_dir or settings.corpus_dir)
     index_dir = Path(index_dir or settings.index_dir)
-    corpus = load_corpus(corpus_dir)
+    with _pages_bar(progress, on_pages) as pages:
+        corpus = load_corpus(
+            corpus_dir,
+            ocr=OcrOptions.of(settings),
+            # Recognised text is kept beside the index, as vectors are: a scan is read once.
+            ocr_cache=cache_dir_for(index_dir) / "ocr",
+            on_pages=pages,
+        )
     manifest = index_manifest(settings, embedder, corpus_dir)
     with open_writer(settings, manifest, index_dir=index_dir, rebuild=rebuild) as writer:
         old = writer.previous
@@ -227,7 +244,34 @@ def embed_texts(
     return out
 
 
-def _progress_bar() -> Any:
+@contextmanager
+def _pages_bar(
+    draw: bool, on_pages: Callable[[int, int], None] | None
+) -> Iterator[Callable[[int, int], None] | None]:
+    """`on_pages`, also drawing a bar of the pages read by OCR when `draw` (`qa index`)."""
+    if not draw:
+        yield on_pages
+        return
+    bar = _progress_bar("pages")
+    task: Any = None
+
+    def pages(done: int, total: int) -> None:
+        nonlocal task
+        if on_pages is not None:
+            on_pages(done, total)
+        if task is None and total:
+            task = bar.add_task("Reading scans (OCR)", total=total)
+            bar.start()
+        if task is not None:
+            bar.update(task, completed=done)
+
+    try:
+        yield pages
+    finally:
+        bar.stop()
+
+
+def _progress_bar(unit: str = "chunks") -> Any:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -244,8 +288,8 @@ def _progress_bar() -> Any:
 
             # Average since the start: rich's own speed is a short moving window.
             elapsed = task.elapsed or 0.0
-            rate = f"{task.completed / elapsed:.1f}" if elapsed > 0 and task.completed else "-"
-            return Text(f"{rate} chunks/s", style="cyan")
+            rate = f"{task.completed / elapsed:.2f}" if elapsed > 0 and task.completed else "-"
+            return Text(f"{rate} {unit}/s", style="cyan")
 
     return Progress(
         TextColumn("[bold]{task.description}"),

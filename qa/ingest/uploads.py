@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import DocumentNotFoundError, FileTooLargeError, UnsupportedFileError, UploadError
+from qa.ingest.ocr import IMAGE_SUFFIXES, OcrOptions
 from qa.ingest.readers import corpus_files, read_file
 
 # Type name -> the file name endings it covers (the first is used when a name lacks one).
@@ -27,12 +28,22 @@ TYPES = {
     "html": (".html", ".htm"),
     "pdf": (".pdf",),
     "docx": (".docx",),
+    "image": IMAGE_SUFFIXES,
 }
 _MAX_NAME_CHARS = 120
 # Characters kept in a file name; anything else (slashes, control characters, quotes) becomes _.
 _UNSAFE = re.compile(r"[^\w .,()\[\]{}+\-&'@!~=]")
 _ZIP_MAGIC = b"PK\x03\x04"
 _PDF_MAGIC = b"%PDF-"
+# What each image ending starts with (WebP: RIFF....WEBP; TIFF: either byte order).
+_IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".tif": (b"II*\x00", b"MM\x00*"),
+    ".tiff": (b"II*\x00", b"MM\x00*"),
+    ".webp": (b"RIFF",),
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +55,19 @@ class Upload:
     data: bytes
 
 
-def check_upload(filename: str, data: bytes, *, allowed: Sequence[str], max_bytes: int) -> Upload:
-    """The upload, or the UploadError (415, 413, 422) that says what is wrong and what to do."""
+def check_upload(
+    filename: str,
+    data: bytes,
+    *,
+    allowed: Sequence[str],
+    max_bytes: int,
+    ocr: OcrOptions | None = None,
+) -> Upload:
+    """The upload, or the UploadError (415, 413, 422) that says what is wrong and what to do.
+
+    An image or a scanned PDF is checked against the `ocr` limits from its header and needs the
+    OCR extra; it is recognised later, by the job that indexes it.
+    """
     name = safe_name(filename)
     if len(data) > max_bytes:
         raise FileTooLargeError(
@@ -61,7 +83,8 @@ def check_upload(filename: str, data: bytes, *, allowed: Sequence[str], max_byte
             "of them."
         )
     _check_content(name, kind, data)
-    read_file(name, data)  # the reader's own checks: text to index, not a zip bomb, UTF-8
+    # The reader's own checks: text to index, not a zip bomb, UTF-8, an image within limits.
+    read_file(name, data, ocr=ocr)
     return Upload(name=name, kind=kind, data=data)
 
 
@@ -89,6 +112,16 @@ def _check_content(name: str, kind: str, data: bytes) -> None:
             raise UnsupportedFileError(
                 f"{name} is not a .docx (a .docx is a zip archive). Old .doc files cannot be "
                 "read: save it as .docx in Word or LibreOffice."
+            )
+        return
+    if kind == "image":
+        suffix = Path(name).suffix.lower()
+        if not data.startswith(_IMAGE_MAGIC[suffix]) or (
+            suffix == ".webp" and data[8:12] != b"WEBP"
+        ):
+            raise UnsupportedFileError(
+                f"{name} is not a {suffix} image (its first bytes say otherwise). Upload the "
+                "real image, or give the file the ending of what it is."
             )
         return
     if data.startswith((_PDF_MAGIC, _ZIP_MAGIC)) or b"\x00" in data[:8192]:

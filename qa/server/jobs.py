@@ -17,7 +17,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from qa.errors import JobNotFoundError, QAError
 
@@ -40,7 +40,8 @@ class FileStatus:
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a job is: `done` of `total` `unit`s (chunks embedded, or files read)."""
+    """How far a job is: `done` of `total` `unit`s (chunks embedded, scanned pages read by
+    OCR, or files read)."""
 
     done: int = 0
     total: int = 0
@@ -59,8 +60,14 @@ class Job:
     error: str | None = None
 
 
+class ProgressCallback(Protocol):
+    """`progress(done, total)` in chunks, or in another unit (`"pages"`)."""
+
+    def __call__(self, done: int, total: int, unit: str = "chunks") -> None: ...
+
+
 # The work of a job: given the job and a progress callback, the files' outcome.
-Runner = Callable[[Job, Callable[[int, int], None]], Sequence[FileStatus]]
+Runner = Callable[[Job, ProgressCallback], Sequence[FileStatus]]
 
 
 class Jobs:
@@ -133,8 +140,8 @@ class Jobs:
                 files=tuple(replace(f, status="running") for f in self.get(job_id).files),
             )
 
-            def progress(done: int, total: int, job_id: str = job_id) -> None:
-                self._update(job_id, progress=Progress(done, total, "chunks"))
+            def progress(done: int, total: int, unit: str = "chunks", job_id: str = job_id) -> None:
+                self._update(job_id, progress=Progress(done, total, unit))
 
             try:
                 files = tuple(self._run(job, progress))

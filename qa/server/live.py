@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from qa.errors import DocumentNotFoundError, QAError
-from qa.server.jobs import FileStatus, Job, Jobs
+from qa.server.jobs import FileStatus, Job, Jobs, ProgressCallback
 from qa.server.state import AppState
 from qa.stores import index_version
 
@@ -76,14 +76,19 @@ class Live:
             except Exception:  # a bug: keep watching, keep serving the last index
                 log.exception("Reloading the changed index failed; still serving the last.")
 
-    def _run_job(self, job: Job, progress: Callable[[int, int], None]) -> Sequence[FileStatus]:
+    def _run_job(self, job: Job, progress: ProgressCallback) -> Sequence[FileStatus]:
         """Index the corpus folder as it is now, swap to the result, and say how each file went."""
         from qa.ingest.build import build_index
 
         pipeline = self.state.pipeline
         if pipeline is None:  # jobs are only queued once the server is ready
             raise QAError("The server has no index loaded; restart `qa serve`.")
-        report = build_index(pipeline.opened_with, embedder=pipeline.embedder, on_progress=progress)
+        report = build_index(
+            pipeline.opened_with,
+            embedder=pipeline.embedder,
+            on_progress=progress,
+            on_pages=lambda done, total: progress(done, total, "pages"),
+        )
         self.refresh()
         served = self.state.pipeline or pipeline
         skipped = {s.path: s.reason for s in report.skipped}

@@ -50,7 +50,9 @@ export class JobView {
       const word = UNIT_WORDS[unit] ?? unit;
       const counted = `${done} of ${total}${word ? ` ${word}` : ""}`;
       this.bar.setAttribute("aria-valuetext", counted);
-      if (job.state === "running") state = `Indexing: ${counted}`;
+      // Scanned pages are read by OCR (seconds a page) before their passages are indexed.
+      const doing = unit === "pages" ? "Reading scanned pages" : "Indexing";
+      if (job.state === "running") state = `${doing}: ${counted}`;
     } else if (job.state === "done" || job.state === "failed") {
       this.bar.max = 1;
       this.bar.value = 1;
