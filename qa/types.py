@@ -7,6 +7,7 @@ Every type here is immutable; collections are tuples so that "frozen" really mea
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -208,6 +209,9 @@ class Answer:
     kind: AnswerKind = "answered"
     # How sure the answerer is that the answer is right (0-1), when it can say.
     confidence: float | None = None
+    # Set by the server when it records the answer it serves (the id `POST /feedback` names);
+    # None for an answer nobody recorded (`qa ask`, `qa eval`).
+    answer_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.abstained and self.kind != "abstained":
@@ -217,6 +221,7 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         out = {
+            "answer_id": self.answer_id,
             "question": self.question,
             "standalone_question": self.standalone_question or self.question,
             "answer": self.answer,
@@ -233,6 +238,79 @@ class Answer:
         if self.candidates:
             out["explain"] = [c.to_dict() for c in self.candidates]
         return out
+
+
+FeedbackKind = Literal["wrong_answer", "should_abstain", "should_answer", "wrong_source"]
+FEEDBACK_KINDS: tuple[FeedbackKind, ...] = (
+    "wrong_answer",
+    "should_abstain",
+    "should_answer",
+    "wrong_source",
+)
+Rating = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class ServedAnswer:
+    """An answer as a server gave it, kept so feedback on it stays meaningful after the index
+    changes: the question, what retrieval used, the Answer JSON, the index version, the time."""
+
+    answer_id: str
+    question: str
+    standalone_question: str
+    answer_json: str
+    index_version: str
+    served_at: str  # ISO 8601, UTC
+
+    def answer(self) -> dict[str, Any]:
+        """The Answer JSON as served."""
+        data: dict[str, Any] = json.loads(self.answer_json)
+        return data
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The span of a document a reader pointed at as the answer's evidence (its text kept)."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"doc_id": self.doc_id, "start": self.start, "end": self.end, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A reader's judgement of one served answer (the latest one: a new one replaces it)."""
+
+    feedback_id: str
+    rating: Rating
+    kind: FeedbackKind | None
+    correction: str | None
+    evidence: Evidence | None
+    created_at: str  # ISO 8601, UTC
+    served: ServedAnswer
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of `GET /feedback` (the served answer's question, index version and time
+        inline; its Answer JSON under `answer`)."""
+        s = self.served
+        return {
+            "feedback_id": self.feedback_id,
+            "answer_id": s.answer_id,
+            "rating": self.rating,
+            "kind": self.kind,
+            "correction": self.correction,
+            "evidence": None if self.evidence is None else self.evidence.to_dict(),
+            "created_at": self.created_at,
+            "question": s.question,
+            "standalone_question": s.standalone_question,
+            "index_version": s.index_version,
+            "served_at": s.served_at,
+            "answer": s.answer(),
+        }
 
 
 # A title longer than this is shortened in the embedding text (it should never crowd out text).

@@ -118,6 +118,8 @@ def test_stream_answer_event_carries_kind_and_confidence(client: httpx.Client) -
     assert (final["kind"], final["confidence"]) == ("closest", CLOSEST_CONFIDENCE)
     plain = client.post("/ask", json={"question": CLOSEST, "answerer": KINDS_ANSWERER}).json()
     final.pop("timings_ms"), plain.pop("timings_ms")
+    # Each served answer gets its own id, the same answer served twice too.
+    assert final.pop("answer_id") != plain.pop("answer_id")
     assert final == plain
 
 

@@ -25,8 +25,8 @@ from tests.conftest import DEMO_DOC_ID
 from tests.server_utils import LiveServer, answering_alone, held, new_wording, wait_for
 
 ANSWER_KEYS = {
-    "question", "standalone_question", "answer", "short_answer", "abstained", "abstain_reason",
-    "kind", "confidence", "citations", "passages", "answerer", "timings_ms",
+    "answer_id", "question", "standalone_question", "answer", "short_answer", "abstained",
+    "abstain_reason", "kind", "confidence", "citations", "passages", "answerer", "timings_ms",
 }  # fmt: skip
 DEMO = [  # (question, a gold answer the extractive answerer must contain)
     (
@@ -59,7 +59,8 @@ def alone(demo_pipeline: Pipeline) -> Pipeline:
 
 
 def no_timings(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k != "timings_ms"}
+    """The Answer JSON without what differs per serving: its timings and its answer_id."""
+    return {k: v for k, v in body.items() if k not in ("timings_ms", "answer_id")}
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, Any]]:
@@ -242,6 +243,9 @@ def test_openapi_documents_examples(client: httpx.Client) -> None:
     assert schemas["AnswerOut"]["examples"][0]["citations"][0]["quote"]
     assert schemas["AskIn"]["examples"][0]["question"]
     assert set(spec["paths"]) >= {"/ask", "/ask/stream", "/search", "/documents/{doc_id}"}
+    # FastAPI's /docs and /redoc would load Swagger UI and ReDoc from a CDN: blank offline.
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
 
 
 # -- bad input ------------------------------------------------------------------------------

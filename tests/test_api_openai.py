@@ -59,7 +59,7 @@ def client(live: LiveServer) -> openai.OpenAI:
 
 
 def without_timings(answer: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in answer.items() if k != "timings_ms"}
+    return {k: v for k, v in answer.items() if k not in ("timings_ms", "answer_id")}
 
 
 # -- answers --------------------------------------------------------------------------------

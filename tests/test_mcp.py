@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -104,6 +105,9 @@ def test_tools_answer_as_the_cli_does(demo_settings: Settings) -> None:
 
     answer = dict(results["ask"].structured_content)
     answer.pop("timings_ms"), cli_answer.pop("timings_ms")
+    # The served answer is recorded (it can be rated); `qa ask` records nothing.
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.pop("answer_id"))
+    assert cli_answer.pop("answer_id") is None
     assert answer == cli_answer
     assert "January 1, 2020" in answer["answer"] and not answer["abstained"]
 

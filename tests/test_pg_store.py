@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -360,16 +361,7 @@ def test_two_serve_processes_share_one_database(pg: PgServer, tmp_path: Path, em
 
     settings = _settings(pg, demo_corpus_copy(tmp_path))
     _index(settings, embedder)
-    procs, urls = [], []
-    for i in range(2):
-        port = _free_port()
-        log = (tmp_path / f"serve{i}.log").open("w")
-        cmd = _qa("serve", *_cli_settings(settings), "--port", str(port))
-        procs.append(subprocess.Popen(cmd, env=_env(), stdout=log, stderr=log))
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for url in urls:
-            wait_for(lambda u=url: _ready(u), what=f"qa serve at {url}", timeout=180)
+    with replicas(settings, tmp_path) as urls:
         jobs = [(url, q) for q in QUESTIONS for url in urls]
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda job: _ask(*job), jobs))
@@ -380,6 +372,22 @@ def test_two_serve_processes_share_one_database(pg: PgServer, tmp_path: Path, em
             assert a["answer"] == b["answer"], q
             assert [p["chunk_id"] for p in a["passages"]] == [p["chunk_id"] for p in b["passages"]]
             assert a["passages"]
+
+
+@contextmanager
+def replicas(settings: Settings, tmp_path: Path, count: int = 2) -> Iterator[list[str]]:
+    """`count` `qa serve` processes on one database, ready; their base URLs."""
+    procs, urls = [], []
+    try:
+        for i in range(count):
+            port = _free_port()
+            log = (tmp_path / f"serve{i}.log").open("w")
+            cmd = _qa("serve", *_cli_settings(settings), "--port", str(port))
+            procs.append(subprocess.Popen(cmd, env=_env(), stdout=log, stderr=log))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            wait_for(lambda u=url: _ready(u), what=f"qa serve at {url}", timeout=180)
+        yield urls
     finally:
         for proc in procs:
             proc.terminate()

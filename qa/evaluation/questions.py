@@ -1,7 +1,9 @@
 """Evaluation question sets: read the JSONL format and judge which passages are relevant.
 
 One question per line: `{"id", "question", "answers": [...], "gold_ids"?, "evidence"?,
-"answerable"?, "history"?, "type"?}`; other fields are ignored. An `evidence` item is a string,
+"answerable"?, "history"?, "type"?, "feedback"?}`; other fields are ignored. `feedback` marks a
+question made from a reader's feedback (`qa feedback export`): `{"feedback_id", "rating",
+"kind", "created_at"}`. An `evidence` item is a string,
 or an object with a `text` string or a `sentences` list of strings (as other public sets ship
 it; the sentences are joined into one item). A malformed line is reported (with its line
 number) and skipped; a missing or empty file is an EvalSetError.
@@ -33,6 +35,16 @@ class EvalSetError(QAError):
 
 
 @dataclass(frozen=True)
+class FeedbackOrigin:
+    """Where a question made from feedback came from: the record, its rating and kind, when."""
+
+    feedback_id: str
+    rating: str
+    kind: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
 class EvalQuestion:
     """One question of an evaluation set, with its gold labels."""
 
@@ -44,6 +56,7 @@ class EvalQuestion:
     answerable: bool | None = None
     history: tuple[Turn, ...] = ()
     type: str | None = None
+    feedback: FeedbackOrigin | None = None
 
     @property
     def should_abstain(self) -> bool:
@@ -181,7 +194,22 @@ def _parse(record: Any) -> EvalQuestion:
         answerable=answerable,
         history=_history(record.get("history", [])),
         type=kind,
+        feedback=_origin(record.get("feedback")),
     )
+
+
+def _origin(value: Any) -> FeedbackOrigin | None:
+    if value is None:
+        return None
+    fields = ("feedback_id", "rating", "created_at")
+    if not isinstance(value, dict) or not all(isinstance(value.get(f), str) for f in fields):
+        raise ValueError(
+            '"feedback" must be an object with "feedback_id", "rating" and "created_at" strings'
+        )
+    kind = value.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise ValueError('"feedback.kind" must be a string or null')
+    return FeedbackOrigin(value["feedback_id"], value["rating"], kind, value["created_at"])
 
 
 def _ids(record: dict[str, Any]) -> list[str | int]:

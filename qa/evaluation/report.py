@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from qa.evaluation.scoring import Run
 
 _GROUPS = ("retrieval", "answers", "citations", "abstention", "kinds", "latency_ms")
-_NOT_METRICS = ("by_type", "failures", "recall_curve", "skipped_lines")
+_NOT_METRICS = ("by_type", "failures", "recall_curve", "skipped_lines", "from_feedback")
 _COLORS = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777")
 
 
@@ -281,6 +281,21 @@ documents (or evidence) within the top k</figcaption></figure>{% endif %}
 {% for name, sub in r.report.by_type.items() %}<tr><td>{{ name }}</td>
 {% for c in type_cols %}<td class="num">{{ cell(sub, c) }}</td>{% endfor %}</tr>{% endfor %}
 </table>{% endif %}{% endfor %}
+{% for r in runs %}{% if r.report.get('from_feedback') %}{% set fb = r.report.from_feedback %}
+<h2 id="from-feedback">Questions from feedback{% if runs|length > 1 %} [{{ r.label }}]{% endif %}:
+{{ fb.passed }} of {{ fb.n }} now right</h2>
+<p class="muted">Made from readers' ratings (<code>qa feedback export</code>). Abstention
+recall {{ fmt(fb.abstention.recall) }} · false abstention
+{{ fmt(fb.abstention.false_abstention_rate) }} · answers containing the gold
+{{ fmt(fb.answers.contains_gold) }}</p>
+<table><tr><th>rated</th><th>question</th><th>expected</th><th>answer now</th><th>result</th>
+</tr>{% for q in fb.questions %}<tr><td>{{ q.feedback_kind or
+('helpful' if q.rating == 'up' else 'not helpful') }}<br><span class="muted">{{ q.created_at
+}}</span></td><td>{{ q.question }}</td><td>{% if q.expected == 'abstain' %}not in the
+documents{% else %}{{ q.answers|join(' | ') or 'an answer' }}{% endif %}</td>
+<td>{{ q.kind or '' }}: {{ q.answer or '' }}</td><td>{% if q.passed %}right{% else %}{% for
+reason in q.reasons %}<span class="reason">{{ reason }}</span>{% endfor %}{% endif %}</td></tr>
+{% endfor %}</table>{% endif %}{% endfor %}
 {% for r in runs %}
 <h2>Failed questions{% if runs|length > 1 %} [{{ r.label }}]{% endif %}:
 {{ r.report.failures|length }}</h2>
@@ -321,6 +336,7 @@ def render_html(runs: Sequence[Run], *, source: str, k: int) -> str:
         source=source,
         type_cols=_type_cols(k),
         change=_change,
+        fmt=fmt,
         cell=lambda sub, c: str(sub["n"]) if c == "n" else fmt(_get(sub, c)),
         recall_svg=recall_svg(runs),
         latency_svg=latency_svg(runs),

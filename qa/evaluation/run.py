@@ -6,6 +6,7 @@ abstention, kind-of-answer and latency metrics (definitions in `qa.evaluation.sc
     qa eval SET --compare answerer=extractive answerer=openai-chat
     qa eval SET --min answers.contains_gold=0.9 --min abstention.recall=0.8   # CI gates
     qa eval SET --max kinds.unanswerable_answered=0.1   # at most 10% of unanswerable answered
+    qa eval --feedback [SET] --report OUT.html   # the questions made from readers' feedback
 
 `--json` keys retrieval metrics by the literal k (`hit@5`, `recall@5`); with `--compare` it
 writes `{"variants": [{"label", "overrides", ...report}, ...]}`. A failed gate exits with 1.
@@ -54,7 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "target",
         type=Path,
         metavar="QUESTIONS_OR_DATASET",
+        nargs="?",
         help="a questions .jsonl file, or a folder with corpus.jsonl + questions.jsonl",
+    )
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="add the questions made from readers' feedback beside the index (qa feedback export)",
     )
     parser.add_argument(
         "--index",
@@ -62,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="index_dir",
         type=Path,
         default=None,
+        metavar="DIR",
         help="index folder (default: index/, or index/eval-<name>/ for a dataset)",
     )
     parser.add_argument(
@@ -70,9 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="top_k",
         type=int,
         default=None,
+        metavar="N",
         help="passages given to the answerer and the k of hit@k/recall@k",
     )
-    parser.add_argument("--answerer", dest="answerer", default=None, help="answerer name")
+    parser.add_argument(
+        "--answerer", dest="answerer", default=None, metavar="NAME", help="answerer name"
+    )
     parser.add_argument("--retrieval-only", action="store_true", help="skip answering")
     parser.add_argument(
         "--json", dest="json_out", type=Path, metavar="OUT.json", help="write the metrics as JSON"
@@ -253,6 +264,35 @@ def evaluate_pipeline(
     return report, totals
 
 
+def _evalset(target: Path | None, base: dict[str, Any], *, feedback: bool) -> EvalSet:
+    """The questions of `target`, plus (or only) those made from the index's feedback."""
+    from qa.config import load_settings
+    from qa.evaluation.questions import EvalSet, load_questions
+
+    if target is None and not feedback:
+        raise ConfigError(
+            "Give a question set (QUESTIONS.jsonl or a dataset folder), or --feedback to "
+            "evaluate the questions made from readers' feedback."
+        )
+    if not feedback:
+        assert target is not None
+        return load_questions(target / "questions.jsonl" if target.is_dir() else target)
+    if target is not None and target.is_dir():
+        raise ConfigError(
+            f"--feedback reads the feedback beside --index; a dataset folder ({target}) gets "
+            "an index of its own. Give a questions .jsonl file with --feedback, or none."
+        )
+    from qa.evaluation.feedback import feedback_evalset
+
+    made = feedback_evalset(load_settings(**base))
+    if target is None:
+        return made
+    given = load_questions(target)
+    seen = {q.id for q in given.questions}
+    extra = tuple(q for q in made.questions if q.id not in seen)
+    return EvalSet(Path(f"{given.path} + {made.path}"), given.questions + extra, given.skipped)
+
+
 def run(args: argparse.Namespace) -> int:
     """`qa eval`: 0 when done and every gate passed, 1 when a gate failed."""
     from rich.console import Console
@@ -260,20 +300,19 @@ def run(args: argparse.Namespace) -> int:
     from qa.config import load_settings
     from qa.evaluation import gates
     from qa.evaluation import report as rep
-    from qa.evaluation.questions import load_questions
 
     err = Console(stderr=True, soft_wrap=True)
     checks = gates.parse_gates(args.gate_min, args.gate_max)
-    target: Path = args.target
-    dataset = target.is_dir()
-    evalset = load_questions(target / "questions.jsonl" if dataset else target)
+    target: Path | None = args.target
+    dataset = target is not None and target.is_dir()
+    base = _base_overrides(args)
+    evalset = _evalset(target, base, feedback=args.feedback)
     for bad in evalset.skipped:
         err.print(f"[yellow]skipped {evalset.path}:{bad.line}[/]: {bad.reason}")
-    base = _base_overrides(args)
     k = int(args.top_k or load_settings(**base).top_k)
     runs: list[Run] = []
     for variant in _variants(args):
-        if dataset:
+        if target is not None and dataset:
             settings = _dataset_settings(target, base, variant)
         else:
             settings = load_settings(**{**base, **variant})

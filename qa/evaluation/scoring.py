@@ -280,7 +280,41 @@ def evaluate(outcomes: Sequence[Outcome], *, k: int) -> dict[str, Any]:
     # Mean recall at each depth: the recall@k curve of the HTML report.
     result["recall_curve"] = {str(d): m.mean(_recall(r, d) for r in rankings) for d in CURVE_DEPTHS}
     result["failures"] = [failure(s, k=k) for s in scores if s.reasons]
+    fed = [s for s in scores if s.outcome.question.feedback is not None]
+    if fed:  # only for a set made (in part) from readers' feedback
+        result["from_feedback"] = from_feedback(fed, k=k)
     return result
+
+
+def from_feedback(scores: Sequence[QuestionScore], *, k: int) -> dict[str, Any]:
+    """The questions made from readers' feedback: their metrics and each one's outcome."""
+    summary = summarize(scores, k=k)
+    rows = []
+    for s in scores:
+        q, answer, origin = s.outcome.question, s.outcome.answer, s.outcome.question.feedback
+        assert origin is not None
+        rows.append(
+            {
+                "id": q.id,
+                "question": q.question,
+                "rating": origin.rating,
+                "feedback_kind": origin.kind,
+                "created_at": origin.created_at,
+                "expected": "abstain" if q.should_abstain else "answer",
+                "answers": list(q.answers),
+                "answer": None if answer is None else answer.answer,
+                "kind": None if answer is None else answer.kind,
+                "passed": not s.reasons,
+                "reasons": list(s.reasons),
+            }
+        )
+    return {
+        "n": len(scores),
+        "passed": sum(r["passed"] for r in rows),
+        "abstention": summary["abstention"],
+        "answers": summary["answers"],
+        "questions": rows,
+    }
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from mcp.server import MCPServer
 
     from qa.pipeline import Pipeline
+    from qa.stores.feedback import FeedbackStore
+    from qa.types import Answer
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,11 @@ def _as_tool_error() -> Iterator[None]:
         raise ToolError(str(exc)) from exc
 
 
-def build_server(pipeline: Callable[[], Pipeline]) -> MCPServer[Any]:
-    """The MCP server with its three tools; `pipeline()` gives the loaded Pipeline."""
+def build_server(
+    pipeline: Callable[[], Pipeline], record: Callable[[Answer], Answer] | None = None
+) -> MCPServer[Any]:
+    """The MCP server with its three tools; `pipeline()` gives the loaded Pipeline, `record`
+    gives an answer its answer_id (recorded as served, so it can be rated)."""
     from mcp.server import MCPServer
     from mcp.types import ToolAnnotations
 
@@ -128,6 +133,8 @@ def build_server(pipeline: Callable[[], Pipeline]) -> MCPServer[Any]:
         turns = tuple(t.to_turn() for t in history or ())
         with _as_tool_error():
             answer = pipeline().ask(question, history=turns)
+            if record is not None:
+                answer = record(answer)
         return AnswerResult.model_validate(answer.to_dict())
 
     @server.tool(annotations=read_only)
@@ -157,4 +164,21 @@ def serve_stdio(settings: Settings) -> None:
         return pipeline
 
     loader = PipelineLoader(settings, load).start()
-    build_server(loader.get).run("stdio")
+    build_server(loader.get, Recorder(settings, loader.get)).run("stdio")
+
+
+class Recorder:
+    """Records `ask`'s answers as served, in the store `qa serve` uses (opened on first use)."""
+
+    def __init__(self, settings: Settings, pipeline: Callable[[], Pipeline]) -> None:
+        self.settings, self.pipeline = settings, pipeline
+        self._log: FeedbackStore | None = None
+
+    def __call__(self, answer: Answer) -> Answer:
+        from qa.stores import open_feedback
+        from qa.stores.feedback import index_version_label
+
+        if self._log is None:
+            self._log = open_feedback(self.settings)
+        label = index_version_label(self.pipeline().store)
+        return self._log.record(answer, index_version=label)

@@ -34,7 +34,7 @@ from qa.server.openai_models import (
     OpenAIErrorOut,
 )
 from qa.server.openai_usage import UsageCounter
-from qa.server.state import Ready, Work, answer, cpu_bound
+from qa.server.state import Ready, State, Work, answer, cpu_bound, recorded
 from qa.server.streaming import event_stream, sse
 from qa.types import Answer
 
@@ -239,7 +239,9 @@ def openai_router(
             **_responses(400, 401, 404, 413, 502, 503, 504),
         },
     )
-    async def chat_completions(body: ChatCompletionIn, pipeline: Ready, gate: Work) -> Any:
+    async def chat_completions(
+        body: ChatCompletionIn, pipeline: Ready, gate: Work, state: State
+    ) -> Any:
         """Answer the last user message (earlier ones are the history), OpenAI-style."""
         answerer = answerer_for(body.model, pipeline.answerers())
         question, history = body.conversation()
@@ -252,8 +254,9 @@ def openai_router(
         )
         if not body.stream:
             result = await answer(gate, pipeline, question, history=history, answerer=answerer)
+            result = await state.served(result)
             return completion.body(result, counter.usage(result))
-        events = pipeline.ask_stream(question, history=history, answerer=answerer)
+        events = recorded(pipeline.ask_stream(question, history=history, answerer=answerer), state)
         on_cpu = cpu_bound(pipeline, answerer)
         encoder = ChunkEncoder(completion, counter, include_usage=body.include_usage())
         return await event_stream(events, status_for, encoder, gate, cpu_bound=on_cpu)

@@ -2,11 +2,12 @@
 
 `base` (the Store and IndexWriter protocols and the data ingest hands over), `folder` (the
 self-describing manifest and the atomic folder swap), `bm25` (the keyword index both stores
-build), `calibration` (the abstention threshold an index carries), `faiss/` (the index folder on
-one machine: FAISS + SQLite + BM25) and `postgres/` (PostgreSQL + pgvector shared by many
-servers). Nothing here knows about ingest, retrieval, answering or HTTP.
+build), `calibration` (the abstention threshold an index carries), `feedback` (served answers
+and readers' feedback on them), `faiss/` (the index folder on one machine: FAISS + SQLite +
+BM25) and `postgres/` (PostgreSQL + pgvector shared by many servers). Nothing here knows about
+ingest, retrieval, answering or HTTP.
 
-The two functions below pick the implementation the settings name (imported on first use).
+The functions below pick the implementation the settings name (imported on first use).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from qa.config import Settings
     from qa.stores.base import IndexWriter, Store
+    from qa.stores.feedback import FeedbackStore
 
 
 def open_store(settings: Settings) -> Store:
@@ -47,6 +49,20 @@ def index_version(settings: Settings, store: Store | None = None) -> object:
     except FileNotFoundError:  # none yet, or between the two renames of a swap
         return None
     return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def open_feedback(settings: Settings) -> FeedbackStore:
+    """Where the served answers and feedback of the settings' index live (made on first use):
+    an SQLite file beside the FAISS folder, or tables in the Postgres schema."""
+    if settings.store == "postgres":
+        from qa.stores.postgres.feedback import PostgresFeedback
+
+        return PostgresFeedback(settings)
+    from qa.stores.feedback import SqliteFeedback, feedback_path
+
+    return SqliteFeedback(
+        feedback_path(settings.index_dir), retention_days=settings.served_answers_days
+    )
 
 
 def open_writer(

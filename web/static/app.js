@@ -4,6 +4,7 @@ import {
   ApiError, apiFetch, appendMarked, el, errorDetail, readEvents, viewUrl,
 } from "./common.js";
 import { DocumentsPanel } from "./documents.js";
+import { FeedbackControl, evidenceButton } from "./feedback.js";
 
 const $ = (id) => document.getElementById(id);
 const HISTORY_TURNS = 12; // earlier turns sent with a follow-up (keeps the body small)
@@ -210,6 +211,10 @@ class AnswerView {
     if (answer.citations.length) this.card.append(this.sourcesList(answer));
     if (answer.passages.length) this.card.append(this.passagesList(answer));
     this.card.append(this.meta(answer, clientMs));
+    if (answer.answer_id) {
+      this.feedback = new FeedbackControl(answer);
+      this.card.append(this.feedback.node);
+    }
   }
 
   sourcesList(answer) {
@@ -339,6 +344,7 @@ function openPanel(view, n, trigger) {
   link.href = viewUrl(passage.doc_id, span.start, span.end);
   link.target = "_blank";
   $("panel-foot").replaceChildren(link);
+  if (view.feedback) $("panel-foot").append(evidenceButton(view.feedback, passage, text));
 
   if (lastCite) lastCite.setAttribute("aria-expanded", "false");
   lastCite = trigger;
