@@ -13,9 +13,12 @@
     ├── DatabaseError           the PostgreSQL store is unreachable or failed (HTTP 503)
     ├── UploadError             an uploaded file qa will not take     (HTTP 422)
     │   ├── UnsupportedFileError  not a type qa reads (by content)    (HTTP 415)
-    │   └── FileTooLargeError     over max_upload_bytes              (HTTP 413)
+    │   ├── FileTooLargeError     over max_upload_bytes              (HTTP 413)
+    │   └── OcrUnavailableError   a scan, and the OCR extra is not installed (HTTP 422)
     ├── WriteForbiddenError     uploads/deletes are off on this server (HTTP 403)
     ├── JobNotFoundError        no ingest job with that id           (HTTP 404)
+    ├── AnswerNotFoundError     no served answer with that answer_id (HTTP 404)
+    ├── FeedbackNotFoundError   no feedback with that feedback_id    (HTTP 404)
     └── BackendError            the LLM server is down or erred      (HTTP 502)
         └── BackendTimeoutError it did not answer in time            (HTTP 504)
 
@@ -99,12 +102,24 @@ class FileTooLargeError(UploadError):
     """An upload is over the size limit (setting max_upload_bytes)."""
 
 
+class OcrUnavailableError(UploadError):
+    """A file needs OCR (an image, a scanned PDF page) and the `ocr` extra is not installed."""
+
+
 class WriteForbiddenError(QAError):
     """Uploads and deletes are not allowed on this server (see the setting `uploads`)."""
 
 
 class JobNotFoundError(QAError):
     """No ingest job with that id (finished jobs are kept for a while, then forgotten)."""
+
+
+class AnswerNotFoundError(QAError):
+    """No served answer with that answer_id (never served here, or past its retention)."""
+
+
+class FeedbackNotFoundError(QAError):
+    """No feedback record with that feedback_id."""
 
 
 class BackendError(QAError):

@@ -101,7 +101,7 @@ class Pipeline:
             log.info("Index built: %s", report)
             store = open_store(settings)
         # Load the model's weights now, not on the first question (`dim` reads them); running
-        # it once more ("warm up") cost start-up ~0.3-1 s that the first question pays anyway.
+        # it once more ("warm up") would cost start-up what the first question pays anyway.
         embedder.dim  # noqa: B018
         from qa.stores.calibration import apply_calibration
 

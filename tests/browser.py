@@ -21,6 +21,15 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ARTIFACTS = ROOT / "tests" / "artifacts"
+# The screenshots the docs show (docs/img/), taken by the tests at the step they check;
+# `bash scripts/docs-screenshots.sh` runs those tests and copies them into docs/img/.
+DOCS_SHOTS = ARTIFACTS / "docs"
+
+
+def docs_screenshot(page: Any, name: str) -> None:
+    """Save the page as tests/artifacts/docs/<name>, the file docs/img/<name> is copied from."""
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_SHOTS / name))
 
 
 @contextmanager

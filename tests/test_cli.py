@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,54 @@ def test_help_is_fast_and_imports_no_torch() -> None:
     help_text = run_qa("--help").stdout
     for command in ("index", "search", "ask", "chat", "answerers", "serve", "mcp", "eval"):
         assert command in help_text
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    from qa.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: p for name, p in sub.choices.items() if name != "train-verifier"}
+
+
+def test_each_command_lists_its_own_settings_by_group_with_examples() -> None:
+    calibrate = run_qa("calibrate", "--help")
+    assert calibrate.returncode == 0, calibrate.stderr
+    text = calibrate.stdout
+    for hidden in ("--host", "--port", "--uploads", "--pg-pool-size", "--chunk-tokens"):
+        assert hidden not in text
+    assert "corpus and index:\n  --corpus DIR" in text
+    assert "-k, --top-k N" in text and "(default: 5)" in text
+    assert "examples:\n  qa calibrate questions.jsonl" in text
+    assert "QA_<NAME>" in text and "docs/configuration.md" in text
+    serve = run_qa("serve", "--help").stdout
+    assert "server:\n  --host HOST" in serve and "--uploads auto|on|off" in serve
+    assert "--chunk-tokens" not in serve
+    for name, parser in _subcommands().items():
+        help_text = parser.format_help()
+        assert "\nexamples:\n  qa " in help_text, name
+        assert len(re.findall(r"^  --?\w", help_text, re.MULTILINE)) < 25, name
+    trainer = run_qa("train-verifier", "--help").stdout
+    assert "examples:\n  qa train-verifier" in trainer
+
+
+def test_every_setting_has_a_description_and_one_group() -> None:
+    from qa.cli import SHOWN
+    from qa.config import SETTING_GROUPS, Settings
+
+    grouped = [name for names in SETTING_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(Settings.model_fields), "add the setting to SETTING_GROUPS"
+    assert [n for n, f in Settings.model_fields.items() if not f.description] == []
+    assert {n for names in SHOWN.values() for n in names} <= set(Settings.model_fields)
+
+
+def test_a_setting_a_command_does_not_list_is_still_an_option() -> None:
+    from qa.cli import _settings, build_parser
+
+    args = build_parser().parse_args(["calibrate", "q.jsonl", "--port", "9001", "--rrf-k", "7"])
+    settings = _settings(args)
+    assert (settings.port, settings.rrf_k) == (9001, 7)
+    args = build_parser().parse_args(["eval", "q.jsonl", "--index", "elsewhere", "-k", "3"])
+    assert (args.index_dir, args.top_k) == (Path("elsewhere"), 3)
 
 
 def test_index_search_json_round_trip(tmp_path: Path) -> None:

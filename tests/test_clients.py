@@ -1,7 +1,7 @@
-"""Real clients nobody here wrote, configured exactly as the README's "Use it from other tools"
-says: simonw's `llm` CLI against `qa serve`'s /v1, and the official MCP Inspector CLI against
-`qa mcp`. The configurations are read from README.md (port and paths filled in), so the README
-shows what works. Under CI=true a missing client fails (scripts/test.sh installs both).
+"""Real clients nobody here wrote, configured exactly as docs/other-tools.md says: simonw's
+`llm` CLI against `qa serve`'s /v1, and the official MCP Inspector CLI against `qa mcp`. The
+configurations are read from that page (port and paths filled in), so the docs show what works.
+Under CI=true a missing client fails (scripts/test.sh installs both).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ LLM = Path(sys.executable).parent / "llm"
 INSPECTOR = ROOT / ".tools" / "npm" / "node_modules" / ".bin" / "mcp-inspector"
 
 
-def readme_block(language: str) -> str:
-    """The first ```language block of the README's "Use it from other tools" section."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Use it from other tools\n", 1)[1].split("\n## ", 1)[0]
+def docs_block(heading: str, language: str) -> str:
+    """The first ```language block under `## heading` in docs/other-tools.md."""
+    page = (ROOT / "docs" / "other-tools.md").read_text(encoding="utf-8")
+    section = page.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     found = re.search(rf"```{language}\n(.*?)```", section, re.S)
-    assert found, f"no ```{language} block in the README's Use it from other tools"
+    assert found, f"no ```{language} block under {heading!r} in docs/other-tools.md"
     return found.group(1)
 
 
@@ -63,9 +63,9 @@ def served(demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def llm(served: str, tmp_path: Path) -> Any:
-    """Runs `llm ARGS...` configured by the README's extra-openai-models.yaml for `served`."""
+    """Runs `llm ARGS...` configured by the docs' extra-openai-models.yaml for `served`."""
     dependency(LLM.is_file(), f"simonw's llm CLI at {LLM}: pip install -e '.[test]'")
-    config = readme_block("yaml").replace("http://127.0.0.1:8000", served)
+    config = docs_block("The `llm` CLI", "yaml").replace("http://127.0.0.1:8000", served)
     assert f'api_base: "{served}/v1"' in config, config
     (tmp_path / "extra-openai-models.yaml").write_text(config, encoding="utf-8")
     env = {
@@ -116,10 +116,10 @@ def test_llm_hears_the_abstention(llm: Any) -> None:
 
 @pytest.fixture
 def inspector(demo_settings: Settings, tmp_path: Path) -> Any:
-    """Runs the Inspector CLI on the README's mcpServers config, paths filled in."""
+    """Runs the Inspector CLI on the docs' mcpServers config, paths filled in."""
     dependency(shutil.which("node") is not None, "node: apt-get install nodejs npm")
     dependency(INSPECTOR.is_file(), f"the MCP Inspector at {INSPECTOR}: bash scripts/test.sh")
-    config = json.loads(readme_block("json"))
+    config = json.loads(docs_block("MCP clients", "json"))
     server = config["mcpServers"]["qa"]
     server["command"] = server["command"].replace("/path/to/qa", str(ROOT))
     # The Inspector starts the server with only the config's env (and PATH, HOME ...): the

@@ -36,6 +36,32 @@ def test_readme_starts_with_the_run_and_test_commands() -> None:
     assert "\nexport CI=true\n" in ci  # a missing dependency fails there, whatever runs it
 
 
+def test_every_link_in_the_readme_resolves() -> None:
+    """Relative links name files of the clone (as GitHub resolves them); a `#part` of another
+    Markdown file names one of its headings."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert len(links) >= 10
+    broken = []
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue  # an absolute URL: nothing in the clone to check
+        path, _, part = link.partition("#")
+        target = ROOT / path
+        if not target.is_file():
+            broken.append(link)
+        elif part and target.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+            if part not in slugs:
+                broken.append(link)
+    assert broken == []
+
+
+def test_the_readme_fits_on_two_screens() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 150
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

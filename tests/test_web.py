@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from qa.config import Settings
 from qa.pipeline import Pipeline
 from qa.server.app import create_app
-from tests.browser import ARTIFACTS, ask, chat_page
+from tests.browser import ARTIFACTS, ask, chat_page, docs_screenshot
 from tests.fake_answerers import KINDS_ANSWERER, kinds_answerer_registered
 from tests.server_utils import LiveServer, build_demo_index
 
@@ -71,8 +71,7 @@ def test_cited_answer_panel_and_document_view(page: Any, server: LiveServer) -> 
     quote = panel.locator("mark").first.inner_text()
     assert "January 10, 2019" in quote
     assert quote.strip() in card.locator(".answer-text").inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "chat.png"))
+    docs_screenshot(page, "chat.png")
 
     href = panel.locator("a.open-doc").get_attribute("href")
     assert re.fullmatch(r"/view/china-blockchain-policy-2017-2019\.txt\?start=\d+&end=\d+", href)

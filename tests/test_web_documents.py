@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from qa.config import Settings
 from qa.pipeline import Pipeline
 from qa.server.app import create_app
-from tests.browser import ARTIFACTS, ask, chat_page
+from tests.browser import ARTIFACTS, ask, chat_page, docs_screenshot
 from tests.server_utils import LiveServer, build_demo_index
 
 LIGHTHOUSE = (
@@ -94,8 +94,9 @@ def test_upload_ask_cite_then_remove_and_abstain(page: Any, server: LiveServer) 
     toggle = page.get_by_role("button", name="Documents", exact=True)
     expect(toggle).to_have_attribute("aria-expanded", "true")
 
-    assert page.locator("#file-input").get_attribute("accept") == ".txt,.md,.html,.htm,.pdf,.docx"
-    assert "txt, md, html, pdf, docx; up to 50 MB at a time" in panel.inner_text()
+    accept = ".txt,.md,.html,.htm,.pdf,.docx,.png,.jpg,.jpeg,.tif,.tiff,.webp"
+    assert page.locator("#file-input").get_attribute("accept") == accept
+    assert "txt, md, html, pdf, docx, image; up to 50 MB at a time" in panel.inner_text()
     page.locator("#file-input").set_input_files(
         files=[{"name": "lighthouse.txt", "mimeType": "text/plain", "buffer": LIGHTHOUSE.encode()}]
     )
@@ -109,8 +110,7 @@ def test_upload_ask_cite_then_remove_and_abstain(page: Any, server: LiveServer) 
     assert re.search(r"TXT · \d+ passages? · \d+ B · added ", row.inner_text())
     header_counts(page, documents + 1)
     assert counts(page)[1] > passages
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "documents.png"))
+    docs_screenshot(page, "documents.png")
 
     card = ask(page, LIGHTHOUSE_QUESTION)
     assert "Arvela Moss" in card.locator(".answer-text").inner_text()

@@ -138,9 +138,10 @@ def test_qa_serve_from_the_wheel_serves_the_page_and_answers_through_the_prompts
 
 
 def readme_wheel_install() -> str:
-    """The README's line that installs the wheel into a venv (`pip install dist/qa-*.whl ...`)."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Installing from a wheel\n", 1)[1].split("\n## ", 1)[0]
+    """The docs' line that installs the wheel into a venv (`pip install dist/qa-*.whl ...`), in
+    docs/deployment.md's "Installing from a wheel"."""
+    page = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = page.split("\n## Installing from a wheel\n", 1)[1].split("\n## ", 1)[0]
     (line,) = [ln for ln in section.splitlines() if ln.startswith("pip install dist/qa-")]
     return line.split("#", 1)[0].strip()
 
@@ -148,8 +149,9 @@ def readme_wheel_install() -> str:
 def test_the_wheel_alone_in_a_clean_venv_serves_the_page_answers_and_takes_uploads(
     wheel: Path, tmp_path: Path
 ) -> None:
-    """`pip install dist/qa-*.whl -c constraints.txt` into a new venv, as the README says: the
-    wheel's declared dependencies are all `qa serve` gets (nothing from this environment)."""
+    """`pip install dist/qa-*.whl -c constraints.txt` into a new venv, as docs/deployment.md
+    says: the wheel's declared dependencies are all `qa serve` gets (nothing from this
+    environment)."""
     install = readme_wheel_install()
     assert "-c constraints.txt" in install, install  # torch stays the pinned CPU build
     (tmp_path / "dist").mkdir()

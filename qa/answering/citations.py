@@ -146,7 +146,7 @@ def _normalise_with_index(text: str) -> tuple[str, list[int]]:
 
 
 # Memoised: the answerer stems every word of every retrieved sentence for every question,
-# and the same words and sentences come back (a third of an /ask's time before; bench/README.md).
+# and the same words and sentences come back (uncached, stemming is a large share of an /ask).
 # Bounded, so a server's memory stays flat whatever it is asked.
 @functools.lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:

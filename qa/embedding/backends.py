@@ -1,13 +1,13 @@
 """Which embedding backends exist, which ones give interchangeable vectors, and what `auto` picks.
 
-The numbers behind every rule here are in bench/README.md ("Embedding backends without
-optimum"), measured by bench/bench_backends.py against torch fp32 on the same texts:
+bench/embedding.py checks every rule here against torch fp32 on the same texts (its current
+figures are in bench/README.md, "Embedding backends"):
 
-- torch fp32, ONNX Runtime fp32 (the exported graph) and OpenVINO fp32 give the same vectors
-  (min cosine 1.0000 on SciFact chunks and questions), torch bf16 nearly (0.9999, issue 7).
-  They form one vector space: an index built by one is searched correctly by another.
-- ONNX int8 (dynamic quantisation, MatMul weights per channel) is below the 0.99 cosine bar
-  (min 0.987): offered when asked for, never picked by `auto`, never mixed with the others.
+- torch fp32, ONNX Runtime fp32 (the exported graph) and OpenVINO fp32 give the same vectors,
+  torch bf16 nearly (cosine above the 0.99 bar on SciFact chunks and questions). They form one
+  vector space: an index built by one is searched correctly by another.
+- ONNX int8 (dynamic quantisation, MatMul weights per channel) is below the 0.99 cosine bar:
+  offered when asked for, never picked by `auto`, never mixed with the others.
 
 `auto` tries, in order of measured speed on this kind of CPU, the backends that are installed,
 and takes the first that loads and gives its probe vector back (qa.embedding.export).
@@ -39,11 +39,10 @@ NEEDS = {
 _SAME_SPACE = frozenset(
     {("torch", "float32"), ("torch", "bfloat16"), ("onnx", "float32"), ("openvino", "float32")}
 )
-# What `auto` tries, fastest first, as measured on a 2-core AMD EPYC (AVX2) in
-# bench/README.md. Every entry gives torch fp32's vectors (min cosine 1.0000 on SciFact
-# passages and questions); OpenVINO was slower than onnx there; int8 is below the cosine bar,
-# and its shifted similarities cost the extractive answerer (false abstention 0.06 vs 0 on the
-# demo set), though its SciFact nDCG@10 is within 0.004.
+# What `auto` tries, fastest first on an x86-64 CPU (bench/embedding.py compares them). Every
+# entry gives torch fp32's vectors; OpenVINO is left out (slower than onnx on such CPUs); int8
+# is below the cosine bar, and its shifted similarities make the extractive answerer abstain
+# on answerable questions, though retrieval quality barely moves.
 AUTO_ORDER = ("onnx", "torch")
 
 

@@ -241,8 +241,8 @@ def _export_fp32(model_path: str, path: Path) -> np.ndarray:
 def _fuse(path: Path, config: Any) -> None:
     """Fuse a BERT-type graph in place (other model types are left as exported).
 
-    On a 2-core AMD EPYC (AVX2) the fused graph embedded SciFact passages 1.13x as fast as the
-    unfused one in onnxruntime and 1.3x in OpenVINO, with the same vectors (bench/README.md).
+    The fused graph embeds faster than the unfused one in onnxruntime and OpenVINO, with the
+    same vectors (bench/embedding.py compares the backends).
     """
     if getattr(config, "model_type", None) != "bert":
         return

@@ -28,10 +28,8 @@ log = logging.getLogger(__name__)
 VARIANT = {"onnx": "fp32", "onnx-int8": "int8", "openvino": "fp32"}
 _QUERY_CACHE_SIZE = 1024
 # Texts per encoder call, whatever embedding_batch_size says (it still sizes `qa index`'s
-# slices). Embedding 600 SciFact abstracts on a 2-core EPYC, 8 a call was as fast as 32 (one
-# session 6.9 vs 6.6 texts/s, two 12.9 vs 12.8) at a fraction of the peak memory (411 vs
-# 1,073 MB, two sessions 703 vs 2,020 MB): 32 x 256 pieces make ~100 MB attention tensors,
-# which each session's arena keeps.
+# slices). On a CPU, 8 texts a call embed as fast as 32 at a fraction of the peak memory:
+# 32 x 256 pieces make ~100 MB attention tensors, which each session's arena keeps.
 _CALL_TEXTS = 8
 # Fewer texts than this stay on one session: the extractive answerer embeds a request's few
 # dozen sentences in the server, which already runs one request per core.
@@ -41,9 +39,9 @@ Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def runtime_threads() -> int:
-    """Threads for one encoder call: one. Measured on a shared 2-core EPYC (bench/README.md),
-    one thread embedded passages as fast as two and questions 2.5x faster (two threads spin
-    against each other and the neighbours); concurrent requests use the other core."""
+    """Threads for one encoder call: one. Two threads on one call spin against each other and
+    the neighbours: one embeds passages as fast and questions faster (bench/embedding.py), and
+    concurrent requests use the other cores."""
     return 1
 
 

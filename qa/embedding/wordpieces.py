@@ -1,6 +1,6 @@
 """The model's own tokenizer on the `tokenizers` package, for the exported backends.
 
-transformers' `AutoTokenizer` imports torch (2-8 s of `qa serve` start-up, bench/README.md);
+transformers' `AutoTokenizer` imports torch (seconds of `qa serve` start-up; bench/startup.py);
 the `tokenizers` package it wraps imports in ~25 ms. A model folder with a `tokenizer.json`
 (every sentence-transformers model with a fast tokenizer) is read directly; anything else
 (a hub name, a slow-only tokenizer) goes through transformers once and keeps its fast backend.

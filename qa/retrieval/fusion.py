@@ -4,7 +4,8 @@ Both take `{id: score}` maps, one per retriever, and return `{id: fused score}` 
 - `rrf`: reciprocal rank fusion, sum of 1 / (k + rank): needs no score calibration.
 - `convex`: w * dense + (1 - w) * keyword after min-max scaling each list to [0, 1]; an id
   missing from a list gets that list's minimum (it ranked below every listed id). It beats RRF
-  on SciFact's train split when the weight is tuned (bench/tune_retrieval.py), so it is the default.
+  on SciFact's train split when the weight is tuned (bench/retrieval.py --tune), so it is the
+  default.
 """
 
 from __future__ import annotations

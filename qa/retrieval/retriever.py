@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from qa.retrieval.rerank import Reranker
     from qa.stores.base import Store
 
-# Dense feedback (tuned on SciFact train by bench/tune_retrieval.py): how far the question moves
+# Dense feedback (tuned on SciFact train by bench/retrieval.py --tune): how far the question moves
 # towards the mean of the top fused candidates, and how many of them.
 FEEDBACK_WEIGHT = 0.3
 FEEDBACK_DOCS = 3

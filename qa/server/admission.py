@@ -1,18 +1,19 @@
 """Admission control: CPU-bound request work on one worker per core, first come first served,
 behind a bounded queue; past the bound a request is shed at once (503 + Retry-After).
 
-Why not the thread pool FastAPI runs sync routes on: it has 40 threads, so 32 clients meant 32
-questions embedded at once on 2 cores, each thread's torch and FAISS pools fighting the others,
-every request slowed by all the others (p99 11.8 s in issue 17) and memory growing with the
+Why not the thread pool FastAPI runs sync routes on: it has 40 threads, so as many clients
+have their questions embedded at once on a few cores, each thread's torch and FAISS pools
+fighting the others, every request slowed by all the others and memory growing with the
 threads' arenas. Here `workers` threads (the cores this process may run on) take jobs from one
 FIFO queue. A request is refused rather than made to wait without bound when it finds
 `queue_limit` jobs already waiting, or when its wait, estimated from the recent jobs' time on a
 worker, would be over `queue_wait` seconds: the bound is on the wait a client sees, so it holds
-whether a job takes 2 ms (a repeated question on the demo) or 0.4 s (a new one at 1M chunks).
-A count alone did neither: 16 shed most requests of 32 clients on the demo, which a longer
-queue serves within ~0.3 s, while 256 new questions at 1M chunks are ~50 s of waiting
-(bench/README.md). 5 s by default: 8 people asking during an ingest (~0.35 s a job here)
-wait ~1 s rather than being refused. A queued job whose client went away is dropped before it runs.
+whether a job takes milliseconds (a repeated question) or most of a second (a new one over a
+million chunks). A count alone cannot do both: a short queue sheds clients that fast jobs
+would serve at once, and a long one makes them wait for minutes when jobs are slow. The 5 s
+default lets a few people asking during an ingest wait rather than be refused; bench/serving.py
+measures latency and shedding under load. A queued job whose client went away is dropped
+before it runs.
 
     gate = Gate(workers=2, queue_limit=256, retry_after=1, queue_wait=5.0)
     answer = await gate.run(pipeline.ask, question)          # Overloaded when the queue is full

@@ -10,6 +10,7 @@ Errors become `{"detail": message}` with a status code, never a stack trace:
     InvalidQuestionError, bad JSON or types  422     UnknownAnswererError   400
     InvalidSpanError                         422     UnknownModelError      404
     DocumentNotFoundError, JobNotFoundError  404     missing/wrong API key  401
+    Answer/FeedbackNotFoundError             404
     body over max_body_bytes                 413     index not loaded yet   503
     upload over max_upload_bytes             413     UnsupportedFileError   415
     UploadError (empty, unreadable, no text) 422     WriteForbiddenError    403
@@ -63,7 +64,16 @@ from qa.server.openai_compat import (
     qa_error_fields,
 )
 from qa.server.state import LOADING as LOADING  # re-exported: the 503 message tests check
-from qa.server.state import AppState, Ready, Work, answer, app_state, cpu_bound
+from qa.server.state import (
+    AppState,
+    Ready,
+    State,
+    Work,
+    answer,
+    app_state,
+    cpu_bound,
+    recorded,
+)
 from qa.server.streaming import AskEncoder, EventStream, event_stream
 from qa.server.timing import ServerTimingMiddleware
 
@@ -77,6 +87,8 @@ _STATUS: dict[type[errors.QAError], int] = {
     errors.UnknownAnswererError: 400,
     errors.DocumentNotFoundError: 404,
     errors.JobNotFoundError: 404,
+    errors.AnswerNotFoundError: 404,
+    errors.FeedbackNotFoundError: 404,
     errors.UnsupportedFileError: 415,
     errors.FileTooLargeError: 413,
     errors.UploadError: 422,
@@ -151,11 +163,11 @@ def _api_router(settings: Settings) -> APIRouter:
         response_model_exclude_unset=True,
         responses=_errors(400, 502, 504, *shown),
     )
-    async def ask(body: AskIn, pipeline: Ready, gate: Work) -> dict[str, Any]:
+    async def ask(body: AskIn, pipeline: Ready, gate: Work, state: State) -> dict[str, Any]:
         """Answer a question (a follow-up when history is given) with cited spans."""
         pipeline.check_question(body.question)  # a blank question is a 422, even when busy
         result = await answer(gate, pipeline, body.question, **body.ask_kwargs())
-        return result.to_dict()
+        return (await state.served(result)).to_dict()
 
     @router.post(
         "/ask/stream",
@@ -171,11 +183,11 @@ def _api_router(settings: Settings) -> APIRouter:
             **_errors(400, 502, 504, *shown),
         },
     )
-    async def ask_stream(body: AskIn, pipeline: Ready, gate: Work) -> EventStream:
+    async def ask_stream(body: AskIn, pipeline: Ready, gate: Work, state: State) -> EventStream:
         """Like POST /ask, streamed: the passages, then the answer text, then the Answer."""
         pipeline.check_question(body.question)
         kwargs = body.ask_kwargs()
-        events = pipeline.ask_stream(body.question, **kwargs)
+        events = recorded(pipeline.ask_stream(body.question, **kwargs), state)
         on_cpu = cpu_bound(pipeline, kwargs.get("answerer"))
         return await event_stream(events, status_for, AskEncoder(), gate, cpu_bound=on_cpu)
 
@@ -347,6 +359,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
     elsewhere is noticed within settings.watch_interval seconds.
     """
     from qa.server.documents import documents_router
+    from qa.server.feedback import feedback_router
     from qa.server.live import Live
     from qa.server.web import add_web_routes
 
@@ -356,12 +369,17 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
         yield
         live.stop()
         app.state.qa.warmup.stop()
+        app.state.qa.close()
 
     app = FastAPI(
         title="qa",
         version="0.1.0",
         summary="Ask questions about a folder of documents; every answer cites its source span.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN, so offline they are
+        # blank; /openapi.json stays, and the docs site renders the same schema.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.qa = AppState(settings, pipeline)
     live = app.state.live = Live(app.state.qa)
@@ -385,6 +403,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline | None = None) -> FastA
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(_api_router(settings))
     app.include_router(documents_router(settings, _auth(settings)))
+    app.include_router(feedback_router(settings, _auth(settings)))
     app.include_router(openai_router(status_for, _auth(settings)))
     app.include_router(_open_router())
     add_web_routes(app)

@@ -23,6 +23,7 @@ from qa.errors import (
     UploadError,
     WriteForbiddenError,
 )
+from qa.ingest.ocr import OcrOptions
 from qa.ingest.uploads import check_upload, corpus_file, remove_file, save_upload, type_of_name
 from qa.pipeline import Pipeline
 from qa.server.jobs import FileStatus, Job
@@ -39,8 +40,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "Uploads and deletes are off here (see the setting `uploads`)",
         404: "No such document or job",
         413: "The upload is over max_upload_bytes",
-        415: "Not a type qa reads, judged by the content (PDF, DOCX, UTF-8 text, HTML)",
-        422: "Empty, unreadable, or a PDF without extractable text (scanned: needs OCR)",
+        415: "Not a type qa reads, judged by the content (PDF, DOCX, UTF-8 text, HTML, image)",
+        422: "Empty, unreadable, an image or scan over the OCR limits (ocr_max_pixels, "
+        "ocr_max_pages), or a scan without the OCR extra installed",
         503: "No index loaded yet",
     }.items()
 }
@@ -72,6 +74,17 @@ def write_refusal(settings: Settings) -> str | None:
     return None
 
 
+def write_guard(settings: Settings, what: str = "Uploads and deletes") -> list[Any]:
+    """The dependency of every writing route: refuse with `write_refusal`, naming `what`."""
+
+    async def may_write() -> None:
+        refusal = write_refusal(settings)
+        if refusal is not None:
+            raise WriteForbiddenError(refusal.replace("Uploads and deletes", what))
+
+    return [Depends(may_write)]
+
+
 def check_write_access(settings: Settings) -> None:
     """Refuse to serve with writes open to the network (uploads=on, another host, no key)."""
     if settings.uploads == "on" and write_refusal(settings) is not None:
@@ -95,12 +108,7 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
     """The routes; `auth` is the API-key check every route of the API has."""
     router = APIRouter(dependencies=auth)
 
-    async def may_write() -> None:
-        refusal = write_refusal(settings)
-        if refusal is not None:
-            raise WriteForbiddenError(refusal)
-
-    writes = [Depends(may_write)]
+    writes = write_guard(settings)
 
     @router.get("/documents", response_model=DocumentsOut, responses=_errors(401, 503))
     def documents(pipeline: Ready) -> DocumentsOut:
@@ -120,7 +128,11 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
         pipeline: Ready,
         live: LiveDep,
         files: Annotated[
-            list[UploadFile], File(description="One or more .txt, .md, .html, .pdf, .docx files.")
+            list[UploadFile],
+            File(
+                description="One or more .txt, .md, .html, .pdf, .docx, .png, .jpg, .tiff, "
+                ".webp files."
+            ),
         ],
     ) -> JobAccepted:
         """Add documents: each is checked, saved into the corpus folder, then indexed by a job."""
@@ -139,6 +151,7 @@ def documents_router(settings: Settings, auth: list[Any]) -> APIRouter:
                     data,
                     allowed=settings.upload_types,
                     max_bytes=settings.max_upload_bytes,
+                    ocr=OcrOptions.of(settings),
                 )
             )
         # Every file is checked before any is saved: a request is taken whole or not at all.

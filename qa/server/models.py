@@ -31,6 +31,7 @@ _PASSAGE_EXAMPLE: dict[str, Any] = {
     "page": None,
 }
 _ANSWER_EXAMPLE: dict[str, Any] = {
+    "answer_id": "5d1c0e2f9a7b4c3e8f6a1b2c3d4e5f60",
     "question": "When were the blockchain information service regulations issued?",
     "standalone_question": "When were the blockchain information service regulations issued?",
     "answer": _QUOTE + " [1]",
@@ -201,6 +202,10 @@ class AnswerResult(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [_ANSWER_EXAMPLE]})
 
+    answer_id: str | None = Field(
+        description="The id to rate this answer by (POST /feedback); set on every answer a "
+        "server or `qa mcp` serves, null from `qa ask`."
+    )
     question: str
     standalone_question: str = Field(description="What retrieval used (differs on follow-ups).")
     answer: str = Field(description="Readable text with [n] citation markers.")
@@ -373,11 +378,12 @@ class JobAccepted(BaseModel):
 
 
 class ProgressOut(BaseModel):
-    """`done` of `total` `unit`s: files while queued, chunks embedded once running."""
+    """`done` of `total` `unit`s: files while queued, then scanned pages read by OCR (if any),
+    then chunks embedded."""
 
     done: int
     total: int
-    unit: Literal["files", "chunks"]
+    unit: Literal["files", "pages", "chunks"]
 
 
 class JobFileOut(BaseModel):

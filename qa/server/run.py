@@ -67,8 +67,9 @@ def single_threaded_kernels() -> None:
     """One thread per torch and FAISS call: requests are the parallelism (one worker per core).
 
     With their default pools every request's kernels spread over all cores while the other
-    workers' do too: one MiniLM query was ~7x slower under co-tenancy than with 1 thread, one
-    FAISS search 2-4x (bench/README.md). Set after loading: an index build uses every core.
+    workers' do too, and each waits for the others' threads: a query embedding or a FAISS search
+    is several times slower than on one thread. Set after loading: an index build uses every
+    core.
     """
     import faiss
 

@@ -5,7 +5,7 @@
 `total` runs from the app getting the request to its response headers; `queue` is the time its
 CPU-bound steps waited for a worker (qa.server.admission) and `work` the time they ran there.
 What `total` leaves out (the socket, the event loop before the app, the client) is the rest of
-what a client measures: bench/bench_http.py reports both. Browsers show the header in their
+what a client measures: bench/serving.py reports both. Browsers show the header in their
 developer tools.
 """
 

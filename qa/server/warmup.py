@@ -3,7 +3,7 @@
 The extractive answerer scores every sentence of the retrieved passages by its vector, and
 embeds a passage's sentences the first time it quotes from it. On the demo that is paid once
 by the first question; on a corpus of a few hundred documents nearly every new question meets
-new passages, and it was ~0.36 of its ~0.37 s (bench/README.md). So once an index is served,
+new passages, and embedding them is nearly all of its answer's time. So once an index is served,
 this hands the default answerer the vectors of all its chunks' sentences (`warm_texts`,
 `remember`): first those kept on disk beside the index (SENTENCES_FILE in its embedding-cache
 folder, unless `embedding_cache` is off), which needs no idle core, so a restart has them back

@@ -36,26 +36,64 @@ SOURCES = {
     "Apache-2.0 repository): the quarter of questions with crc32(id) % 4 == 0",
 }
 
+EXAMPLES = """\
+examples:
+  qa train-verifier                              # rebuild the shipped verifier from public data
+  qa train-verifier --set my-set/ --out my-verifier/   # fine-tune on your own qa eval set too
+  QA_VERIFIER=$PWD/my-verifier qa serve          # answer with it"""
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qa train-verifier", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=PACKAGED, help="model folder to write")
-    parser.add_argument("--squad-dir", type=Path, default=SHARED / "train" / "squad2")
-    parser.add_argument("--clapnq", type=Path, default=SHARED / "eval" / "clapnq-dev-a")
+    parser = argparse.ArgumentParser(
+        prog="qa train-verifier",
+        description=__doc__.split("\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=PACKAGED,
+        metavar="DIR",
+        help="model folder to write (default: the package's)",
+    )
+    parser.add_argument(
+        "--squad-dir",
+        type=Path,
+        default=SHARED / "train" / "squad2",
+        metavar="DIR",
+        help="SQuAD 2.0 files (default: shared/train/squad2 beside the checkout)",
+    )
+    parser.add_argument(
+        "--clapnq",
+        type=Path,
+        default=SHARED / "eval" / "clapnq-dev-a",
+        metavar="DIR",
+        help="CLAPnq dev half A (default: shared/eval/clapnq-dev-a beside the checkout)",
+    )
     parser.add_argument(
         "--set",
         dest="sets",
         type=Path,
         action="append",
         default=[],
+        metavar="DIR",
         help="a qa eval dataset folder of your own (repeatable)",
     )
     parser.add_argument("--no-public", action="store_true", help="train on --set folders only")
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--max-pairs", type=int, default=None, help="a slice (smoke test)")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--base", default=None, help="start from this model folder")
+    parser.add_argument(
+        "--epochs", type=float, default=2.0, metavar="X", help="passes over the pairs (default: 2)"
+    )
+    parser.add_argument(
+        "--max-pairs", type=int, default=None, metavar="N", help="a slice (a smoke test)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=13, metavar="N", help="random seed (default: 13)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, metavar="N", help="torch threads (default: 2)"
+    )
+    parser.add_argument("--base", default=None, metavar="DIR", help="start from this model folder")
     parser.add_argument("--fp32", action="store_true", help="never quantise")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

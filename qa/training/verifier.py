@@ -446,7 +446,7 @@ def _card(meta: dict[str, Any]) -> str:
     lines += [
         "",
         "Answer-level numbers (retrieval + answer step on held-out question sets) come from",
-        "`python bench/calibrate_abstention.py` and speed from `python bench/bench_answer.py`;",
+        "`python bench/answer_quality.py`, which also times the answer step;",
         "`bench/README.md` holds the current figures.",
         "",
         "## Limits",

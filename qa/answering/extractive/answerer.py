@@ -8,7 +8,7 @@ the passage's retrieval score. The best sentence is quoted with its `[n]` marker
 second one when it covers question words the first misses; `sentences`),
 `short_answer` is the best span in it (`spans`, `phrases`), and a
 logistic confidence decides whether to abstain (fitted, with the default threshold, by
-`bench/calibrate_abstention.py`). Rules in `guards` abstain whatever the
+`bench/answer_quality.py --fit`). Rules in `guards` abstain whatever the
 confidence: a name/number/ordinal of the question that no passage mentions, a negated
 question ("What is *not* ...?") against a sentence that negates nothing, a "when"/"how
 many"/"who" question whose quoted sentences hold no date/number/name besides the question's
@@ -78,17 +78,17 @@ LEGACY_THRESHOLD = 0.21
 VERIFY_TOP = 6
 MIN_VERIFY_WORDS = 4
 # From this verifier probability on, the answer-type rule ("a 'who' question whose quote names
-# nobody") no longer refuses: chosen on the fit sets by bench/calibrate_abstention.py.
+# nobody") no longer refuses: chosen on the fit sets by bench/answer_quality.py --fit.
 VERIFIED = 0.5
 
 # Sentence score = weighted sum of the cues (set by hand while probing the demo set; not fitted).
 W_SIM, W_LEX, W_CUE, W_PASSAGE, W_DATE = 1.0, 0.8, 0.25, 0.5, 0.5
-# Logistic confidence over FEATURES, fitted by bench/calibrate_abstention.py on hybrid
+# Logistic confidence over FEATURES, fitted by bench/answer_quality.py --fit on hybrid
 # retrieval (SQuAD fit articles + the even-hash half of CLAPnq dev A; the demo set is held out).
 # Features whose fitted weight took the wrong sign are dropped (weight 0): SQuAD's adversarial
 # questions copy the paragraph's words, which makes "more words missing" look like "more
 # confident". "negation_lost" is 0 because the rows it fires on are decided by the negation
-# guard, which the fit leaves out. Measured and left out (bench/README.md): the question's
+# guard, which the fit leaves out. Tried and left out, for no held-out gain: the question's
 # terms matched by meaning (word vectors, +~200 ms a question, no held-out gain), the retrieval
 # margin between the top two passages (fitted weight 0), spaCy entity-type agreement.
 FEATURES = (
@@ -178,8 +178,8 @@ class ExtractiveAnswerer:
 
     def carry_over(self, previous: object) -> None:
         """Start with the sentence vectors of the answerer this one replaces (a server's swap
-        to a changed index): they depend on the text only, and re-embedding them cost the first
-        question after a swap ~1.5 s (bench/README.md, live documents)."""
+        to a changed index): they depend on the text only, and re-embedding them would slow the
+        first questions after a swap (bench/live.py measures questions during a swap)."""
         if isinstance(previous, ExtractiveAnswerer) and previous.embedder is self.embedder:
             with previous._lock:
                 vectors = OrderedDict(previous._vectors)
@@ -190,8 +190,8 @@ class ExtractiveAnswerer:
         """The sentences of `chunks` with no vector yet, in order and once each, as many as
         fit with the ones cached under `limit` (at most the cache's size).
 
-        A question's first answer from a passage embeds the passage's sentences: ~0.36 of a
-        ~0.37 s answer on a 600-passage corpus (bench/README.md). `qa serve` embeds these
+        A question's first answer from a passage embeds the passage's sentences: nearly all of
+        the answer's time when questions keep meeting new passages. `qa serve` embeds these
         ahead (qa/server/warmup.py) and hands them over with `remember`.
         """
         with self._lock:

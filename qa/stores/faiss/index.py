@@ -2,7 +2,7 @@
 
 `flat` (exact search) until `auto_index_threshold` vectors, then HNSW over 8-bit codes; IVF on
 request. Approximate kinds train on a bounded sample spread over the whole matrix, and
-search-time knobs (efSearch, nprobe) come from the settings at load (bench/bench_store.py).
+search-time knobs (efSearch, nprobe) come from the settings at load (bench/scale.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def build_faiss(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index, d
     index: faiss.Index
     if kind == "hnsw":
         # 8-bit codes: a quarter of the memory of float32 for the same recall@10 (0.99 at 1M
-        # in bench/bench_store.py); exact vectors stay in vectors.npy for rescoring.
+        # in bench/scale.py); exact vectors stay in vectors.npy for rescoring.
         hnsw = faiss.IndexHNSWSQ(
             dim,
             faiss.ScalarQuantizer.QT_8bit,  # type: ignore[arg-type]  # an enum int in FAISS

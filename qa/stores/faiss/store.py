@@ -181,7 +181,7 @@ class FaissStore:
             )
         try:
             # Vector codes memory-mapped, not copied: RSS grows only with the pages searches
-            # touch, and start-up does not read them (bench/README.md, 1M chunks).
+            # touch, and start-up does not read them (bench/scale.py, 1M chunks).
             index = faiss.read_index(str(index_dir / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
             vectors = np.load(index_dir / VECTORS_FILE, mmap_mode="r")
             plain = vectors.ndim == 2 and vectors.dtype == np.float32 and vectors.flags.c_contiguous
@@ -361,8 +361,8 @@ def _write_sqlite(path: Path, documents: Sequence[Document], chunks: Sequence[Ch
 class VectorRows:
     """Rows of vectors.npy read with pread from a descriptor opened at load, not through the
     memory map: a mapped read faults in (and keeps counted in RSS) the 64 KB around each
-    1.5 KB row, so at 1M chunks 440 questions left 1 GB of the file resident in the server
-    (bench/README.md). The descriptor keeps reading the file loaded, even after a swap."""
+    1.5 KB row, so over a large index a few hundred questions would leave most of the file
+    resident in the server. The descriptor keeps reading the file loaded, even after a swap."""
 
     def __init__(self, path: Path, vectors: np.ndarray) -> None:
         self._dim = int(vectors.shape[1])
